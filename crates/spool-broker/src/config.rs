@@ -1,0 +1,52 @@
+//! Broker configuration, with Kafka's names where Kafka has the same setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything the broker needs to run.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Data directory holding topics and their logs (`log.dirs`).
+    pub data_dir: PathBuf,
+    /// Host and port given to clients in metadata (`advertised.listeners`); `None` means the
+    /// address the listener is bound to.
+    pub advertised: Option<(String, u16)>,
+    /// This broker's id (`node.id`).
+    pub node_id: i32,
+    /// Create unknown topics on Metadata and Produce (`auto.create.topics.enable`, default true).
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with -1 (`num.partitions`, default 1).
+    pub default_partitions: i32,
+    /// Largest request accepted (`socket.request.max.bytes`, default 100 MiB).
+    pub max_request_bytes: usize,
+    /// Open connections accepted at once (`max.connections`).
+    pub max_connections: usize,
+    /// Bounds applied to every request before decoding.
+    pub guard: spool_protocol::guard::GuardLimits,
+    /// How often retention runs (`log.retention.check.interval.ms`, default 5 minutes).
+    pub retention_check_interval_ms: u64,
+}
+
+impl BrokerConfig {
+    /// Defaults for a broker keeping its data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            advertised: None,
+            node_id: 1,
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_bytes: spool_protocol::frame::DEFAULT_MAX_REQUEST_BYTES,
+            max_connections: 10_000,
+            guard: Default::default(),
+            retention_check_interval_ms: 300_000,
+        }
+    }
+
+    /// The address clients are told to use, given the bound one.
+    pub fn advertised_for(&self, bound: SocketAddr) -> (String, u16) {
+        self.advertised
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
+    }
+}

@@ -1,0 +1,22 @@
+//! Errors that stop the broker (start-up and I/O), apart from the Kafka error codes that
+//! requests get back.
+
+/// A broker-level failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Binding or accepting failed.
+    #[error("network error on {context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data directory could not be opened or recovered.
+    #[error("storage error: {0}")]
+    Log(#[from] spool_log::LogError),
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}

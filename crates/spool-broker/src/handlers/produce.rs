@@ -1,0 +1,126 @@
+//! Produce: validate one batch per partition by its header, append it as bytes, and for
+//! acks=all wait until it is fsynced (group commit in the log).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use spool_log::{PartitionLog, TopicMeta};
+use spool_protocol::batch::BatchHeader;
+use tracing::debug;
+
+use super::{find_or_create, log_error_code, text};
+use crate::server::now_ms;
+use crate::state::BrokerState;
+
+/// Returns `None` for acks=0, which Kafka never answers.
+pub(crate) async fn handle(
+    state: &Arc<BrokerState>,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let acks_valid = matches!(acks, -1..=1);
+    let mut to_sync: Vec<(Arc<PartitionLog>, i64, usize, usize)> = Vec::new();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for (t, topic_data) in req.topic_data.into_iter().enumerate() {
+        let by_id = version >= 13;
+        let meta: Result<TopicMeta, ResponseError> = if by_id {
+            state
+                .logs
+                .topic_by_id(*topic_data.topic_id.as_bytes())
+                .ok_or(ResponseError::UnknownTopicId)
+        } else {
+            find_or_create(state, &topic_data.name.0, true)
+        };
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let outcome = if !acks_valid {
+                Err((ResponseError::InvalidRequiredAcks, None))
+            } else if req.transactional_id.is_some() {
+                Err((ResponseError::TransactionalIdAuthorizationFailed, None))
+            } else {
+                match &meta {
+                    Err(code) => Err((*code, None)),
+                    Ok(meta) => append(state, meta, data.index, data.records),
+                }
+            };
+            let resp = PartitionProduceResponse::default().with_index(data.index);
+            partitions.push(match outcome {
+                Ok((log, info)) => {
+                    if acks == -1 {
+                        to_sync.push((log, info.last_offset, t, partitions.len()));
+                    }
+                    resp.with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(info.log_append_time)
+                        .with_log_start_offset(info.log_start_offset)
+                }
+                Err((code, message)) => resp
+                    .with_error_code(code.code())
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1)
+                    .with_error_message(message.map(text)),
+            });
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_topic_id(topic_data.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    // acks=all: the appends above are in the files; now wait for them to be durable. The log
+    // batches concurrent waiters into one fsync.
+    for (log, last_offset, t, p) in to_sync {
+        if let Err(e) = log.sync_to(last_offset).await {
+            let resp = &mut responses[t].partition_responses[p];
+            resp.error_code = ResponseError::KafkaStorageError.code();
+            resp.error_message = Some(text(e.to_string()));
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+type Appended = (Arc<PartitionLog>, spool_log::AppendInfo);
+
+fn append(
+    state: &BrokerState,
+    meta: &TopicMeta,
+    partition: i32,
+    records: Option<bytes::Bytes>,
+) -> Result<Appended, (ResponseError, Option<String>)> {
+    let log = state
+        .logs
+        .partition(&meta.name, partition)
+        .ok_or((ResponseError::UnknownTopicOrPartition, None))?;
+    let records = records.unwrap_or_default();
+    let header = BatchHeader::parse(&records)
+        .map_err(|e| (ResponseError::CorruptMessage, Some(e.to_string())))?;
+    if header.total_len() != records.len() {
+        return Err((
+            ResponseError::InvalidRecord,
+            Some("produce requests must contain exactly one record batch per partition".into()),
+        ));
+    }
+    if header.is_transactional() || header.is_control() {
+        return Err((
+            ResponseError::InvalidTxnState,
+            Some("transactions are not supported yet".into()),
+        ));
+    }
+    // The only copy of the records on the produce path: the header is rewritten in place.
+    let batch = BytesMut::from(&records[..]);
+    match log.append(batch, now_ms()) {
+        Ok(info) => Ok((log, info)),
+        Err(e) => {
+            debug!(topic = %meta.name, partition, "append refused: {e}");
+            Err((log_error_code(&e), Some(e.to_string())))
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Wire-level behaviour of the broker, driven with raw frames: version negotiation, bad input,
+//! and connection isolation.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, MetadataRequest, RequestHeader, RequestKind, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use spool_broker::EmbeddedBroker;
+use spool_protocol::codec;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn send(stream: &mut TcpStream, key: ApiKey, version: i16, corr: i32, body: RequestKind) {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(corr)
+        .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+    let mut out = BytesMut::new();
+    codec::encode_request(&mut out, &header, &body).unwrap();
+    stream.write_all(&out).await.unwrap();
+}
+
+/// Reads one response frame; `None` when the broker closed the connection.
+async fn recv(stream: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(Bytes::from(body))
+}
+
+async fn api_versions(
+    stream: &mut TcpStream,
+    version: i16,
+) -> (i32, kafka_protocol::messages::ApiVersionsResponse) {
+    send(
+        stream,
+        ApiKey::ApiVersions,
+        version,
+        9,
+        RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    )
+    .await;
+    let mut frame = recv(stream).await.expect("response");
+    // ApiVersions responses always use header v0, so old clients can read them.
+    let header = ResponseHeader::decode(&mut frame, 0).unwrap();
+    let body =
+        kafka_protocol::messages::ApiVersionsResponse::decode(&mut frame, version.min(4)).unwrap();
+    (header.correlation_id, body)
+}
+
+#[tokio::test]
+async fn api_versions_lists_what_is_implemented() {
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    for v in 0..=4 {
+        let (corr, resp) = api_versions(&mut s, v).await;
+        assert_eq!(corr, 9);
+        assert_eq!(resp.error_code, 0);
+        let produce = resp.api_keys.iter().find(|k| k.api_key == 0).unwrap();
+        assert_eq!((produce.min_version, produce.max_version), (0, 13));
+        let fetch = resp.api_keys.iter().find(|k| k.api_key == 1).unwrap();
+        assert_eq!(fetch.min_version, 4);
+        // Nothing we do not implement, e.g. JoinGroup (11) before the consumer-group work.
+        assert!(resp.api_keys.iter().all(|k| k.api_key != 11));
+    }
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_api_versions_version_gets_v0_unsupported_version() {
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    // A future client's ApiVersions v99: header with the version, body we cannot know.
+    let mut frame = BytesMut::new();
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(&18i16.to_be_bytes());
+    frame.extend_from_slice(&99i16.to_be_bytes());
+    frame.extend_from_slice(&77i32.to_be_bytes());
+    frame.extend_from_slice(&[0xff, 0xff, 0, 1, 2, 3]);
+    let len = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    s.write_all(&frame).await.unwrap();
+    let mut resp = recv(&mut s)
+        .await
+        .expect("a v0 answer, not a closed socket");
+    let header = ResponseHeader::decode(&mut resp, 0).unwrap();
+    assert_eq!(header.correlation_id, 77);
+    let body = kafka_protocol::messages::ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!(body.error_code, 35);
+    assert!(body
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 18 && k.max_version == 4));
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_frames_close_only_their_connection() {
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut good = TcpStream::connect(broker.addr()).await.unwrap();
+    api_versions(&mut good, 3).await;
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "oversized length",
+            (200 * 1024 * 1024i32).to_be_bytes().to_vec(),
+        ),
+        ("negative length", (-5i32).to_be_bytes().to_vec()),
+        (
+            "tls client hello",
+            vec![
+                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+            ],
+        ),
+        ("unknown api key", {
+            let mut f = 8i32.to_be_bytes().to_vec();
+            f.extend_from_slice(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1]);
+            f
+        }),
+        ("metadata v0 declaring 54 million topics", {
+            let mut body = Vec::new();
+            body.extend_from_slice(&3i16.to_be_bytes());
+            body.extend_from_slice(&0i16.to_be_bytes());
+            body.extend_from_slice(&1i32.to_be_bytes());
+            body.extend_from_slice(&(-1i16).to_be_bytes());
+            body.extend_from_slice(&54_000_000i32.to_be_bytes());
+            let mut f = (body.len() as i32).to_be_bytes().to_vec();
+            f.extend(body);
+            f
+        }),
+        ("truncated body", {
+            let mut body = Vec::new();
+            body.extend_from_slice(&3i16.to_be_bytes());
+            body.extend_from_slice(&12i16.to_be_bytes());
+            body.extend_from_slice(&1i32.to_be_bytes());
+            body.extend_from_slice(&(-1i16).to_be_bytes());
+            body.push(0); // header tagged fields
+            body.push(5); // compact array of 4 topics, none present
+            let mut f = (body.len() as i32).to_be_bytes().to_vec();
+            f.extend(body);
+            f
+        }),
+    ];
+    for (name, bytes) in cases {
+        let mut bad = TcpStream::connect(broker.addr()).await.unwrap();
+        bad.write_all(&bytes).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = bad.read(&mut buf).await.unwrap_or(0);
+        assert_eq!(
+            n, 0,
+            "{name}: broker should close the connection without answering"
+        );
+        // The healthy connection is untouched.
+        send(
+            &mut good,
+            ApiKey::Metadata,
+            12,
+            5,
+            RequestKind::Metadata(MetadataRequest::default()),
+        )
+        .await;
+        let mut frame = recv(&mut good)
+            .await
+            .unwrap_or_else(|| panic!("{name}: good connection died"));
+        let header = ResponseHeader::decode(&mut frame, 1).unwrap();
+        assert_eq!(header.correlation_id, 5, "{name}");
+    }
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_client_sending_one_byte_at_a_time_is_served() {
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(3)
+        .with_correlation_id(4);
+    let mut out = BytesMut::new();
+    codec::encode_request(
+        &mut out,
+        &header,
+        &RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    )
+    .unwrap();
+    for b in out.iter() {
+        s.write_all(&[*b]).await.unwrap();
+        s.flush().await.unwrap();
+    }
+    let mut frame = recv(&mut s).await.unwrap();
+    assert_eq!(
+        ResponseHeader::decode(&mut frame, 0)
+            .unwrap()
+            .correlation_id,
+        4
+    );
+    broker.shutdown().await.unwrap();
+}
