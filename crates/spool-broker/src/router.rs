@@ -73,7 +73,7 @@ pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Repl
             ResponseKind::Fetch(handlers::fetch::handle(state, req, v).await)
         }
         RequestKind::ListOffsets(req) => {
-            ResponseKind::ListOffsets(handlers::list_offsets::handle(state, req))
+            ResponseKind::ListOffsets(handlers::list_offsets::handle(state, req, v))
         }
         RequestKind::CreateTopics(req) => {
             ResponseKind::CreateTopics(handlers::topics::create_topics(state, req, v))

@@ -1,1 +1,65 @@
-fn main() {}
+//! `spool`: a Kafka-compatible broker, client and demo in one binary.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Spool: a Kafka-compatible streaming platform in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "spool", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The seed's program: a producer sending a random integer every 500 ms and N consumer threads reading it back.
+    Demo(cmd::demo::Args),
+    /// Run a standalone broker.
+    Broker(cmd::broker::Args),
+    /// Produce lines from stdin to a topic.
+    Produce(cmd::produce::Args),
+    /// Consume records from a topic and print them.
+    Consume(cmd::consume::Args),
+    /// Create, list, describe and delete topics.
+    Topics(cmd::topics::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let verbose_default = matches!(cli.command, Command::Broker(_));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if verbose_default { "info" } else { "warn" })
+            }),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Broker(args) => cmd::broker::run(args).await,
+            Command::Produce(args) => cmd::produce::run(args).await,
+            Command::Consume(args) => cmd::consume::run(args).await,
+            Command::Topics(args) => cmd::topics::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line: the chain of causes, outermost first.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -15,7 +15,13 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub(crate) fn handle(state: &BrokerState, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub(crate) fn handle(
+    state: &BrokerState,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    // The leader epoch field exists from v4; kafka-protocol refuses to encode it earlier.
+    let epoch = if version >= 4 { 0 } else { -1 };
     let topics = req
         .topics
         .into_iter()
@@ -29,7 +35,7 @@ pub(crate) fn handle(state: &BrokerState, req: ListOffsetsRequest) -> ListOffset
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1)
-                        .with_leader_epoch(0);
+                        .with_leader_epoch(epoch);
                     let log = meta
                         .as_ref()
                         .and_then(|m| state.logs.partition(&m.name, p.partition_index));

@@ -1,0 +1,58 @@
+//! `spool broker`: a standalone broker.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use spool_broker::BrokerConfig;
+
+/// Flags of `spool broker`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Data directory (created if missing); topics and data survive restarts.
+    #[arg(long, default_value = "spool-data")]
+    data_dir: PathBuf,
+    /// host:port announced to clients, if not the listen address.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised: Option<String>,
+    /// Partitions of auto-created topics (Kafka's num.partitions).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    default_partitions: i32,
+    /// Do not create unknown topics on Metadata and Produce.
+    #[arg(long)]
+    no_auto_create_topics: bool,
+    /// Largest request accepted, in bytes (socket.request.max.bytes).
+    #[arg(long, default_value_t = spool_protocol::frame::DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+    /// Connections accepted at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = BrokerConfig::new(&args.data_dir);
+    config.default_partitions = args.default_partitions;
+    config.auto_create_topics = !args.no_auto_create_topics;
+    config.max_request_bytes = args.max_request_bytes;
+    config.max_connections = args.max_connections;
+    if let Some(adv) = &args.advertised {
+        let (host, port) = adv
+            .rsplit_once(':')
+            .with_context(|| format!("--advertised {adv:?} is not HOST:PORT"))?;
+        let port = port
+            .parse()
+            .with_context(|| format!("--advertised {adv:?} has an invalid port"))?;
+        config.advertised = Some((host.trim_matches(['[', ']']).to_string(), port));
+    }
+    let listener = spool_broker::server::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    spool_broker::run(listener, config, super::signal::terminated())
+        .await
+        .context("broker failed")?;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod broker;
+pub mod consume;
+pub mod demo;
+pub mod produce;
+pub mod signal;
+pub mod topics;
