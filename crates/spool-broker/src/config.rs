@@ -23,6 +23,9 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Bounds applied to every request before decoding.
     pub guard: spool_protocol::guard::GuardLimits,
+    /// Most partitions one topic may have; CreateTopics and CreatePartitions above it fail
+    /// with INVALID_PARTITIONS rather than creating that many directories.
+    pub max_partitions_per_topic: i32,
     /// How often retention runs (`log.retention.check.interval.ms`, default 5 minutes).
     pub retention_check_interval_ms: u64,
 }
@@ -39,6 +42,7 @@ impl BrokerConfig {
             max_request_bytes: spool_protocol::frame::DEFAULT_MAX_REQUEST_BYTES,
             max_connections: 10_000,
             guard: Default::default(),
+            max_partitions_per_topic: 10_000,
             retention_check_interval_ms: 300_000,
         }
     }

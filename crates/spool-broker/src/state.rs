@@ -21,6 +21,8 @@ pub(crate) struct BrokerState {
     pub advertised: (String, u16),
     /// Cancelled when the broker shuts down; wakes long polls.
     pub shutdown: CancellationToken,
+    /// Held for the broker's lifetime: a second broker on the same directory would corrupt it.
+    _dir_lock: std::fs::File,
 }
 
 impl BrokerState {
@@ -34,6 +36,7 @@ impl BrokerState {
             source,
         };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| io("creating data dir", e))?;
+        let dir_lock = lock_data_dir(&config.data_dir)?;
         let cluster_id = cluster_id(&config.data_dir).map_err(|e| io("reading cluster id", e))?;
         let producer_ids =
             ProducerIds::open(&config.data_dir).map_err(|e| io("reading producer ids", e))?;
@@ -45,7 +48,33 @@ impl BrokerState {
             cluster_id,
             advertised,
             shutdown,
+            _dir_lock: dir_lock,
         }))
+    }
+}
+
+/// Takes an exclusive lock on `<data-dir>/.lock`, released when the process exits.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, BrokerError> {
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| BrokerError::Io {
+            context: format!("opening {}", path.display()),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BrokerError::Config(format!(
+            "data directory {} is in use by another broker",
+            data_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(BrokerError::Io {
+            context: format!("locking {}", path.display()),
+            source,
+        }),
     }
 }
 

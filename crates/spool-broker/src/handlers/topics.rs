@@ -77,6 +77,15 @@ pub(crate) fn create_topics(
             } else {
                 topic.num_partitions
             };
+            if partitions > state.config.max_partitions_per_topic {
+                return fail(
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "Number of partitions {partitions} exceeds this broker's limit of {}.",
+                        state.config.max_partitions_per_topic
+                    ),
+                );
+            }
             if topic.replication_factor != -1 && topic.replication_factor != 1 {
                 let msg = if topic.replication_factor <= 0 {
                     "Replication factor must be larger than 0, or -1 to use the default value.".to_string()
@@ -229,6 +238,15 @@ pub(crate) fn create_partitions(
                     format!(
                         "Topic currently has {} partitions, which is higher than the requested {}.",
                         meta.partitions, t.count
+                    ),
+                );
+            }
+            if t.count > state.config.max_partitions_per_topic {
+                return fail(
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "Number of partitions {} exceeds this broker's limit of {}.",
+                        t.count, state.config.max_partitions_per_topic
                     ),
                 );
             }
