@@ -5,7 +5,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// Binding or accepting failed.
-    #[error("network error on {context}: {source}")]
+    #[error("{context} failed")]
     Io {
         /// What we were doing.
         context: String,
@@ -16,6 +16,9 @@ pub enum BrokerError {
     /// The data directory could not be opened or recovered.
     #[error("storage error: {0}")]
     Log(#[from] spool_log::LogError),
+    /// Another broker holds the data directory's lock.
+    #[error("data directory {0} is in use by another broker")]
+    DataDirInUse(std::path::PathBuf),
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -67,10 +67,9 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, BrokerError> {
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(BrokerError::Config(format!(
-            "data directory {} is in use by another broker",
-            data_dir.display()
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(BrokerError::DataDirInUse(data_dir.to_path_buf()))
+        }
         Err(std::fs::TryLockError::Error(source)) => Err(BrokerError::Io {
             context: format!("locking {}", path.display()),
             source,

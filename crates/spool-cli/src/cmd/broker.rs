@@ -48,9 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("--advertised {adv:?} has an invalid port"))?;
         config.advertised = Some((host.trim_matches(['[', ']']).to_string(), port));
     }
-    let listener = spool_broker::server::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = spool_broker::server::bind(args.listen).await?;
     spool_broker::run(listener, config, super::signal::terminated())
         .await
         .context("broker failed")?;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod broker;
+pub mod common;
 pub mod consume;
 pub mod demo;
 pub mod produce;

@@ -1,0 +1,936 @@
+//! A consumer of explicitly assigned partitions (no group membership; that builds on this).
+//!
+//! ```text
+//! assign/seek -> positions -> (ListOffsets for earliest/latest/timestamp resets)
+//!   -> one Fetch in flight per leader broker (sent again as soon as its answer is buffered,
+//!      so the next fetch overlaps the application's processing)
+//!   -> records decoded (CRC-checked, decompressed with a cap), records before the fetch offset
+//!      skipped (a fetch may start mid-batch) -> buffer -> poll() / stream()
+//! ```
+//!
+//! Reads with `isolation.level=read_uncommitted` (Kafka's default): records of aborted
+//! transactions are returned; transaction markers (control batches) are not.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
+use indexmap::IndexMap;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use spool_protocol::records::DecodedBatches;
+use uuid::Uuid;
+
+use crate::admin::{list_offsets, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use crate::cluster::Client;
+use crate::config::{AutoOffsetReset, ConsumerConfig};
+use crate::error::{metadata_error, Error, Result};
+
+/// A record read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Create or log-append time, ms since the epoch.
+    pub timestamp: i64,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// Where to position a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    /// The log start.
+    Earliest,
+    /// The log end: only records produced from now on.
+    Latest,
+    /// An exact offset.
+    At(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+type Tp = (Arc<str>, i32);
+
+/// Kafka's `default.api.timeout.ms`: bound on blocking lookups such as [`Consumer::position`].
+const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct PartitionState {
+    /// Next offset to return; `None` until resolved.
+    position: Option<i64>,
+    /// How to resolve a missing position; `None` means `auto.offset.reset`.
+    pending: Option<Reset>,
+    /// Bumped by every seek so answers to older fetches are dropped.
+    generation: u64,
+    in_flight: bool,
+    buffered: bool,
+    high_watermark: i64,
+}
+
+struct Buffered {
+    tp: Tp,
+    generation: u64,
+    records: VecDeque<ConsumerRecord>,
+    /// Position once every record here is consumed (past trailing control batches too).
+    next_position: i64,
+}
+
+struct FetchDone {
+    broker: i32,
+    /// (partition, fetch offset, generation)
+    requested: Vec<(Tp, i64, u64)>,
+    result: Result<FetchResponse>,
+}
+
+/// A consumer of assigned partitions.
+///
+/// ```no_run
+/// # async fn demo() -> spool_client::Result<()> {
+/// use std::time::Duration;
+/// use spool_client::{Client, ClientConfig, ConsumerConfig, Offset};
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let mut consumer = client.consumer(ConsumerConfig::default());
+/// consumer.assign(vec![("orders".to_string(), 0)]);
+/// consumer.seek("orders", 0, Offset::Earliest)?;
+/// for record in consumer.poll(Duration::from_secs(1)).await? {
+///     println!("{}@{}: {:?}", record.partition, record.offset, record.value);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    parts: IndexMap<Tp, PartitionState>,
+    fetches: FuturesUnordered<BoxFuture<'static, FetchDone>>,
+    brokers_in_flight: HashSet<i32>,
+    buffer: VecDeque<Buffered>,
+    /// No fetch or offset lookup before this (backoff after errors).
+    retry_at: Option<Instant>,
+    attempt: u32,
+    pending_error: Option<Error>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("assignment", &self.assignment())
+            .finish()
+    }
+}
+
+impl Client {
+    /// A consumer using this client's connections.
+    pub fn consumer(&self, config: ConsumerConfig) -> Consumer {
+        Consumer::new(self.clone(), config)
+    }
+}
+
+impl Consumer {
+    /// A consumer with nothing assigned.
+    pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
+        Consumer {
+            client,
+            config,
+            parts: IndexMap::new(),
+            fetches: FuturesUnordered::new(),
+            brokers_in_flight: HashSet::new(),
+            buffer: VecDeque::new(),
+            retry_at: None,
+            attempt: 0,
+            pending_error: None,
+        }
+    }
+
+    /// Replaces the assignment. Partitions kept keep their positions; new ones start per
+    /// `auto.offset.reset` unless sought.
+    pub fn assign(&mut self, partitions: Vec<(String, i32)>) {
+        let wanted: Vec<Tp> = partitions
+            .into_iter()
+            .map(|(t, p)| (Arc::<str>::from(t), p))
+            .collect();
+        let keep: HashSet<&Tp> = wanted.iter().collect();
+        self.parts.retain(|tp, _| keep.contains(tp));
+        self.buffer.retain(|b| keep.contains(&b.tp));
+        for tp in wanted {
+            self.parts.entry(tp).or_insert(PartitionState {
+                position: None,
+                pending: None,
+                generation: 0,
+                in_flight: false,
+                buffered: false,
+                high_watermark: -1,
+            });
+        }
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.parts
+            .keys()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect()
+    }
+
+    fn state_mut(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
+        let key: Tp = (Arc::from(topic), partition);
+        self.parts.get_mut(&key).ok_or_else(|| Error::NotAssigned {
+            topic: topic.to_string(),
+            partition,
+        })
+    }
+
+    fn reposition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        position: Option<i64>,
+        pending: Option<Reset>,
+    ) -> Result<()> {
+        let st = self.state_mut(topic, partition)?;
+        st.position = position;
+        st.pending = pending;
+        st.generation += 1;
+        st.buffered = false;
+        let tp: Tp = (Arc::from(topic), partition);
+        self.buffer.retain(|b| b.tp != tp);
+        Ok(())
+    }
+
+    /// Moves a partition's position; takes effect on the next poll.
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: Offset) -> Result<()> {
+        match offset {
+            Offset::At(o) => self.reposition(topic, partition, Some(o), None),
+            Offset::Earliest => self.reposition(topic, partition, None, Some(Reset::Earliest)),
+            Offset::Latest => self.reposition(topic, partition, None, Some(Reset::Latest)),
+        }
+    }
+
+    /// Positions a partition at the first record with a timestamp at or after `timestamp_ms`
+    /// (the log end when there is none), as found by ListOffsets.
+    pub fn seek_to_timestamp(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> Result<()> {
+        self.reposition(topic, partition, None, Some(Reset::Timestamp(timestamp_ms)))
+    }
+
+    /// The offset of the next record `poll` will return for a partition, resolving a pending
+    /// seek or reset first.
+    ///
+    /// Gives up after `default.api.timeout.ms` (60 s) of retriable failures.
+    pub async fn position(&mut self, topic: &str, partition: i32) -> Result<i64> {
+        let deadline = Instant::now() + DEFAULT_API_TIMEOUT;
+        loop {
+            if let Some(p) = self.state_mut(topic, partition)?.position {
+                return Ok(p);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("position of {topic}-{partition}"),
+                    after: DEFAULT_API_TIMEOUT,
+                });
+            }
+            let before = self.attempt;
+            self.resolve_positions(true).await?;
+            if self.attempt != before {
+                if let Some(t) = self.retry_at {
+                    tokio::time::sleep_until(t.min(deadline).into()).await;
+                }
+            }
+        }
+    }
+
+    /// The partition's high watermark from the latest fetch (-1 before one).
+    pub fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.parts
+            .get(&(Arc::from(topic), partition))
+            .map(|s| s.high_watermark)
+    }
+
+    /// Waits up to `timeout` for records; returns at most `max_poll_records`, possibly none.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.pending_error.take() {
+                return Err(e);
+            }
+            self.resolve_positions(false).await?;
+            let out = self.take_buffered();
+            self.send_fetches().await;
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            if self.fetches.is_empty() {
+                let wake = self
+                    .retry_at
+                    .unwrap_or(now + Duration::from_millis(100))
+                    .clamp(now + Duration::from_millis(1), deadline);
+                tokio::time::sleep_until(wake.into()).await;
+                continue;
+            }
+            tokio::select! {
+                Some(done) = self.fetches.next() => self.handle_fetch(done),
+                _ = tokio::time::sleep_until(deadline.into()) => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    /// Records as an endless stream (polling in one-second rounds). Errors are yielded, and the
+    /// stream goes on after them.
+    pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {
+        futures::stream::unfold((self, VecDeque::new()), |(c, mut buf)| async move {
+            loop {
+                if let Some(r) = buf.pop_front() {
+                    return Some((Ok(r), (c, buf)));
+                }
+                match c.poll(Duration::from_secs(1)).await {
+                    Ok(records) => buf.extend(records),
+                    Err(e) => return Some((Err(e), (c, buf))),
+                }
+            }
+        })
+    }
+
+    fn backoff(&mut self) {
+        self.attempt += 1;
+        self.retry_at = Some(Instant::now() + self.client.config().backoff(self.attempt));
+    }
+
+    /// Looks up offsets for partitions without a position. With `force`, ignores the backoff.
+    async fn resolve_positions(&mut self, force: bool) -> Result<()> {
+        if !force && self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        let mut specs = Vec::new();
+        for ((t, p), st) in &self.parts {
+            if st.position.is_some() {
+                continue;
+            }
+            let reset = match st.pending {
+                Some(r) => r,
+                None => match self.config.auto_offset_reset {
+                    AutoOffsetReset::Earliest => Reset::Earliest,
+                    AutoOffsetReset::Latest => Reset::Latest,
+                    AutoOffsetReset::None => {
+                        return Err(Error::NoOffset {
+                            topic: t.to_string(),
+                            partition: *p,
+                        })
+                    }
+                },
+            };
+            let ts = match reset {
+                Reset::Earliest => EARLIEST_TIMESTAMP,
+                Reset::Latest => LATEST_TIMESTAMP,
+                Reset::Timestamp(ts) => ts,
+            };
+            specs.push((t.to_string(), *p, ts));
+        }
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let found = match list_offsets(&self.client, &specs).await {
+            Ok(f) => f,
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "offset lookup failed; will retry");
+                self.backoff();
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for (t, p, _) in specs {
+            let Some(listed) = found.get(&(t.clone(), p)) else {
+                continue;
+            };
+            let Ok(st) = self.state_mut(&t, p) else {
+                continue;
+            };
+            if listed.offset >= 0 {
+                st.position = Some(listed.offset);
+                st.pending = None;
+            } else {
+                // No record at or after the timestamp: Kafka's answer is "none", go to the end.
+                st.pending = Some(Reset::Latest);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_buffered(&mut self) -> Vec<ConsumerRecord> {
+        let max = self.config.max_poll_records.max(1);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(front) = self.buffer.front_mut() else {
+                break;
+            };
+            let Some(st) = self.parts.get_mut(&front.tp) else {
+                self.buffer.pop_front();
+                continue;
+            };
+            if st.generation != front.generation {
+                self.buffer.pop_front();
+                continue;
+            }
+            while out.len() < max {
+                let Some(r) = front.records.pop_front() else {
+                    break;
+                };
+                st.position = Some(r.offset + 1);
+                out.push(r);
+            }
+            if front.records.is_empty() {
+                if st.position.is_none_or(|p| p < front.next_position) {
+                    st.position = Some(front.next_position);
+                }
+                st.buffered = false;
+                self.buffer.pop_front();
+            }
+        }
+        out
+    }
+
+    /// Sends a Fetch to every leader that has fetchable partitions and none in flight.
+    async fn send_fetches(&mut self) {
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let fetchable: Vec<Tp> = self
+            .parts
+            .iter()
+            .filter(|(_, s)| s.position.is_some() && !s.in_flight && !s.buffered)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if fetchable.is_empty() {
+            return;
+        }
+        let mut md = self.client.metadata();
+        let needs_refresh: HashSet<Arc<str>> = fetchable
+            .iter()
+            .filter(|(t, p)| self.client.is_stale(t) || md.leader(t, *p).is_none())
+            .map(|(t, _)| t.clone())
+            .collect();
+        if !needs_refresh.is_empty() {
+            let names: Vec<&str> = needs_refresh.iter().map(|t| t.as_ref()).collect();
+            match self
+                .client
+                .refresh(&names, self.config.allow_auto_create_topics)
+                .await
+            {
+                Ok(outcomes) => {
+                    for (t, o) in outcomes {
+                        if let Err(e) = o {
+                            tracing::warn!(topic = %t, error = %e, "cannot fetch: no metadata");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "metadata refresh failed");
+                    self.backoff();
+                    return;
+                }
+            }
+            md = self.client.metadata();
+        }
+        let mut by_broker: HashMap<i32, Vec<(Tp, i64, u64)>> = HashMap::new();
+        let mut leaderless = false;
+        for tp in fetchable {
+            let Some(leader) = md.leader(&tp.0, tp.1) else {
+                leaderless = true;
+                continue;
+            };
+            if self.brokers_in_flight.contains(&leader) {
+                continue;
+            }
+            let st = &self.parts[&tp];
+            by_broker.entry(leader).or_default().push((
+                tp.clone(),
+                st.position.expect("fetchable"),
+                st.generation,
+            ));
+        }
+        if leaderless {
+            self.backoff();
+        }
+        for (broker, requested) in by_broker {
+            for (tp, _, _) in &requested {
+                if let Some(st) = self.parts.get_mut(tp) {
+                    st.in_flight = true;
+                }
+            }
+            self.brokers_in_flight.insert(broker);
+            let ids: HashMap<Arc<str>, Uuid> = requested
+                .iter()
+                .map(|(tp, _, _)| {
+                    let id = md
+                        .topics
+                        .get(tp.0.as_ref())
+                        .map(|t| t.id)
+                        .unwrap_or(Uuid::nil());
+                    (tp.0.clone(), id)
+                })
+                .collect();
+            let client = self.client.clone();
+            let config = self.config.clone();
+            self.fetches.push(Box::pin(async move {
+                let result = fetch(&client, &config, broker, &requested, &ids).await;
+                FetchDone {
+                    broker,
+                    requested,
+                    result,
+                }
+            }));
+        }
+    }
+
+    fn handle_fetch(&mut self, done: FetchDone) {
+        self.brokers_in_flight.remove(&done.broker);
+        let mut requested: HashMap<(String, i32), (Tp, i64, u64)> = HashMap::new();
+        for (tp, offset, generation) in done.requested {
+            if let Some(st) = self.parts.get_mut(&tp) {
+                st.in_flight = false;
+            }
+            requested.insert((tp.0.to_string(), tp.1), (tp, offset, generation));
+        }
+        let resp =
+            match done
+                .result
+                .and_then(|r| match Error::from_code(r.error_code, None, "fetch") {
+                    Some(e) => Err(e),
+                    None => Ok(r),
+                }) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(broker = done.broker, error = %e, "fetch failed");
+                    if e.invalidates_metadata() {
+                        for (t, _) in requested.keys() {
+                            self.client.invalidate(t);
+                        }
+                    }
+                    if e.is_retriable() || e.invalidates_metadata() {
+                        self.backoff();
+                    } else {
+                        self.pending_error = Some(e);
+                    }
+                    return;
+                }
+            };
+        let md = self.client.metadata();
+        let mut any_ok = false;
+        for topic in resp.responses {
+            let name = if topic.topic.is_empty() {
+                md.topic_name(&topic.topic_id)
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                topic.topic.0.to_string()
+            };
+            for p in topic.partitions {
+                let Some((tp, fetch_offset, generation)) =
+                    requested.remove(&(name.clone(), p.partition_index))
+                else {
+                    continue;
+                };
+                let Some(st) = self.parts.get_mut(&tp) else {
+                    continue;
+                };
+                if st.generation != generation || st.position != Some(fetch_offset) {
+                    continue; // sought elsewhere meanwhile
+                }
+                if p.error_code == 0 {
+                    any_ok = true;
+                    st.high_watermark = p.high_watermark;
+                    let records = p.records.unwrap_or_default();
+                    match decode(
+                        &tp,
+                        fetch_offset,
+                        records,
+                        self.config.max_uncompressed_batch_bytes,
+                    ) {
+                        Ok((recs, next)) => {
+                            if recs.is_empty() {
+                                if next > fetch_offset {
+                                    st.position = Some(next);
+                                }
+                            } else {
+                                st.buffered = true;
+                                self.buffer.push_back(Buffered {
+                                    tp,
+                                    generation,
+                                    records: recs,
+                                    next_position: next,
+                                });
+                            }
+                        }
+                        Err(e) => self.pending_error = Some(e),
+                    }
+                    continue;
+                }
+                let err = Error::from_code(p.error_code, None, format!("fetch {}-{}", tp.0, tp.1))
+                    .expect("nonzero");
+                if err.is(ResponseError::OffsetOutOfRange) {
+                    tracing::info!(topic = %tp.0, partition = tp.1, offset = fetch_offset, "offset out of range; resetting");
+                    st.position = None;
+                    st.pending = None;
+                    st.generation += 1;
+                } else if metadata_error(p.error_code) {
+                    self.client.invalidate(&tp.0);
+                    self.retry_at = Some(Instant::now() + self.client.config().retry_backoff);
+                } else if err.is_retriable() {
+                    self.retry_at = Some(Instant::now() + self.client.config().retry_backoff);
+                } else {
+                    self.pending_error = Some(err);
+                }
+            }
+        }
+        if any_ok {
+            self.attempt = 0;
+        }
+    }
+}
+
+/// Builds and sends one Fetch to `broker`.
+async fn fetch(
+    client: &Client,
+    config: &ConsumerConfig,
+    broker: i32,
+    requested: &[(Tp, i64, u64)],
+    ids: &HashMap<Arc<str>, Uuid>,
+) -> Result<FetchResponse> {
+    let conn = client.broker(broker).await?;
+    let mut version = conn.version(ApiKey::Fetch)?;
+    // v13 addresses topics by id; fall back when an id is unknown.
+    if version >= 13 && ids.values().any(|id| id.is_nil()) {
+        version = 12;
+    }
+    let mut topics: IndexMap<Arc<str>, Vec<FetchPartition>> = IndexMap::new();
+    for ((t, p), offset, _) in requested {
+        topics.entry(t.clone()).or_default().push(
+            FetchPartition::default()
+                .with_partition(*p)
+                .with_fetch_offset(*offset)
+                .with_partition_max_bytes(config.max_partition_fetch_bytes),
+        );
+    }
+    let max_wait_ms = config.fetch_max_wait.as_millis().min(i32::MAX as u128) as i32;
+    // Sessionless full fetches: session id 0, epoch -1 (FINAL_EPOCH).
+    let req = FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(config.fetch_min_bytes)
+        .with_max_bytes(config.fetch_max_bytes)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_topic_id(ids.get(&t).copied().unwrap_or(Uuid::nil()))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        );
+    let timeout = client.config().request_timeout + config.fetch_max_wait;
+    conn.send_with_timeout(&req, version, timeout).await
+}
+
+/// Decodes a partition's fetched bytes: records at or after `fetch_offset`, and the position
+/// after the last complete batch.
+fn decode(
+    tp: &Tp,
+    fetch_offset: i64,
+    records: Bytes,
+    max_uncompressed: usize,
+) -> Result<(VecDeque<ConsumerRecord>, i64)> {
+    let corrupt = |e| Error::CorruptRecords {
+        topic: tp.0.to_string(),
+        partition: tp.1,
+        source: Arc::new(e),
+    };
+    let mut out = VecDeque::new();
+    let mut next = fetch_offset;
+    for batch in DecodedBatches::new(records, max_uncompressed) {
+        let batch = batch.map_err(corrupt)?;
+        next = next.max(batch.header.last_offset() + 1);
+        for r in batch.records {
+            let r = r.map_err(corrupt)?;
+            // A fetch starting mid-batch returns the whole batch.
+            if r.offset < fetch_offset {
+                continue;
+            }
+            out.push_back(ConsumerRecord {
+                topic: tp.0.clone(),
+                partition: tp.1,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            });
+        }
+    }
+    Ok((out, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClientConfig;
+    use crate::producer::ProducerRecord;
+    use crate::testing::MiniBroker;
+    use crate::ProducerConfig;
+    use spool_protocol::compression::Compression;
+    use spool_protocol::records::BatchBuilder;
+
+    async fn setup(topics: &[(&str, i32)]) -> (MiniBroker, Client) {
+        let broker = MiniBroker::start(topics).await;
+        let client = Client::connect(ClientConfig::new(&broker.addr))
+            .await
+            .unwrap();
+        (broker, client)
+    }
+
+    async fn produce(
+        client: &Client,
+        topic: &str,
+        partition: i32,
+        n: usize,
+        compression: Compression,
+    ) {
+        let p = client
+            .producer(ProducerConfig {
+                compression,
+                ..Default::default()
+            })
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..n {
+            deliveries.push(
+                p.send(ProducerRecord::new(topic, format!("v{i}")).partition(partition))
+                    .await
+                    .unwrap(),
+            );
+        }
+        p.flush().await.unwrap();
+        for d in deliveries {
+            d.await.unwrap();
+        }
+    }
+
+    async fn poll_n(c: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while out.len() < n && Instant::now() < deadline {
+            out.extend(c.poll(Duration::from_millis(200)).await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn reads_from_earliest_across_codecs_and_partitions() {
+        let (_b, client) = setup(&[("t", 2)]).await;
+        produce(&client, "t", 0, 50, Compression::Zstd).await;
+        produce(&client, "t", 1, 30, Compression::None).await;
+        let mut c = client.consumer(ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            max_poll_records: 7,
+            ..Default::default()
+        });
+        c.assign(vec![("t".into(), 0), ("t".into(), 1)]);
+        let recs = poll_n(&mut c, 80).await;
+        assert_eq!(recs.len(), 80);
+        for p in 0..2 {
+            let offs: Vec<i64> = recs
+                .iter()
+                .filter(|r| r.partition == p)
+                .map(|r| r.offset)
+                .collect();
+            assert!(offs.windows(2).all(|w| w[1] == w[0] + 1), "in order");
+            assert_eq!(offs[0], 0);
+        }
+        assert_eq!(c.position("t", 0).await.unwrap(), 50);
+        assert_eq!(c.high_watermark("t", 1), Some(30));
+    }
+
+    #[tokio::test]
+    async fn seek_skips_records_before_the_offset_inside_a_batch() {
+        let (_b, client) = setup(&[("t", 1)]).await;
+        produce(&client, "t", 0, 10, Compression::Lz4).await;
+        let mut c = client.consumer(ConsumerConfig::default());
+        c.assign(vec![("t".into(), 0)]);
+        c.seek("t", 0, Offset::At(4)).unwrap();
+        let recs = poll_n(&mut c, 6).await;
+        assert_eq!(recs.first().map(|r| r.offset), Some(4));
+        assert_eq!(recs.len(), 6);
+        assert_eq!(recs[0].value.as_deref(), Some(&b"v4"[..]));
+    }
+
+    #[tokio::test]
+    async fn latest_sees_only_new_records() {
+        let (_b, client) = setup(&[("t", 1)]).await;
+        produce(&client, "t", 0, 5, Compression::None).await;
+        let mut c = client.consumer(ConsumerConfig::default());
+        c.assign(vec![("t".into(), 0)]);
+        assert_eq!(c.position("t", 0).await.unwrap(), 5);
+        assert!(c.poll(Duration::from_millis(100)).await.unwrap().is_empty());
+        produce(&client, "t", 0, 2, Compression::None).await;
+        let recs = poll_n(&mut c, 2).await;
+        assert_eq!(
+            recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![5, 6]
+        );
+    }
+
+    #[tokio::test]
+    async fn out_of_range_resets_per_policy() {
+        let (_b, client) = setup(&[("t", 1)]).await;
+        produce(&client, "t", 0, 3, Compression::None).await;
+        let mut c = client.consumer(ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            ..Default::default()
+        });
+        c.assign(vec![("t".into(), 0)]);
+        c.seek("t", 0, Offset::At(100)).unwrap();
+        let recs = poll_n(&mut c, 3).await;
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[0].offset, 0);
+
+        let mut strict = client.consumer(ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::None,
+            ..Default::default()
+        });
+        strict.assign(vec![("t".into(), 0)]);
+        let err = strict.poll(Duration::from_millis(100)).await.unwrap_err();
+        assert!(matches!(err, Error::NoOffset { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn seek_to_timestamp_uses_list_offsets() {
+        let (_b, client) = setup(&[("t", 1)]).await;
+        let p = client.producer(ProducerConfig::default()).unwrap();
+        for (i, ts) in [1000i64, 2000, 3000].iter().enumerate() {
+            p.send_and_wait(
+                ProducerRecord::new("t", format!("v{i}"))
+                    .partition(0)
+                    .timestamp(*ts),
+            )
+            .await
+            .unwrap();
+        }
+        let mut c = client.consumer(ConsumerConfig::default());
+        c.assign(vec![("t".into(), 0)]);
+        c.seek_to_timestamp("t", 0, 1500).unwrap();
+        assert_eq!(c.position("t", 0).await.unwrap(), 1);
+        c.seek_to_timestamp("t", 0, 99_999).unwrap();
+        assert_eq!(c.position("t", 0).await.unwrap(), 3, "none later: the end");
+        assert!(c.seek("other", 0, Offset::Earliest).is_err());
+    }
+
+    #[tokio::test]
+    async fn fetches_from_every_leader_and_follows_leader_moves() {
+        let broker = MiniBroker::cluster(2, &[("t", 4)]).await;
+        let client = Client::connect(ClientConfig::new(&broker.addr))
+            .await
+            .unwrap();
+        for p in 0..4 {
+            produce(&client, "t", p, 5, Compression::None).await;
+        }
+        let mut c = client.consumer(ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            ..Default::default()
+        });
+        c.assign((0..4).map(|p| ("t".to_string(), p)).collect());
+        assert_eq!(poll_n(&mut c, 20).await.len(), 20);
+        broker
+            .state
+            .lock()
+            .unwrap()
+            .leaders
+            .insert(("t".into(), 1), 1);
+        produce(&client, "t", 1, 3, Compression::None).await;
+        let recs = poll_n(&mut c, 3).await;
+        assert_eq!(
+            recs.iter()
+                .map(|r| (r.partition, r.offset))
+                .collect::<Vec<_>>(),
+            vec![(1, 5), (1, 6), (1, 7)]
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_yields_records() {
+        let (_b, client) = setup(&[("t", 1)]).await;
+        produce(&client, "t", 0, 3, Compression::Snappy).await;
+        let mut c = client.consumer(ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            ..Default::default()
+        });
+        c.assign(vec![("t".into(), 0)]);
+        let recs: Vec<_> = tokio::time::timeout(
+            Duration::from_secs(5),
+            c.stream().take(3).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+        let offsets: Vec<i64> = recs.into_iter().map(|r| r.unwrap().offset).collect();
+        assert_eq!(offsets, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn decode_skips_control_batches_but_advances_past_them() {
+        let tp: Tp = (Arc::from("t"), 0);
+        let mut b = BatchBuilder::new(1024);
+        b.try_append(0, None, Some(b"x"), &[]);
+        b.try_append(0, None, Some(b"y"), &[]);
+        let mut data = b.build(-1, -1, -1, Compression::None).unwrap().to_vec();
+        spool_protocol::batch::set_base_offset(&mut data, 10);
+        let mut ctrl = BatchBuilder::new(1024);
+        ctrl.try_append(0, Some(b"\0\0\0\0"), Some(b"\0\0\0\0\0\0"), &[]);
+        let mut c = ctrl.build(1, 0, 0, Compression::None).unwrap().to_vec();
+        spool_protocol::batch::set_base_offset(&mut c, 12);
+        c[22] |= 0x20; // control bit
+        spool_protocol::batch::seal_crc(&mut c);
+        data.extend_from_slice(&c);
+        let (recs, next) = decode(&tp, 11, Bytes::from(data), 1 << 20).unwrap();
+        assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![11]);
+        assert_eq!(next, 13);
+    }
+
+    #[test]
+    fn decode_reports_corruption() {
+        let tp: Tp = (Arc::from("t"), 0);
+        let mut b = BatchBuilder::new(1024);
+        b.try_append(0, None, Some(b"x"), &[]);
+        let mut data = b.build(-1, -1, -1, Compression::None).unwrap().to_vec();
+        let last = data.len() - 1;
+        data[last] ^= 0xff;
+        let err = decode(&tp, 0, Bytes::from(data), 1 << 20).unwrap_err();
+        assert!(matches!(err, Error::CorruptRecords { .. }), "{err}");
+    }
+}

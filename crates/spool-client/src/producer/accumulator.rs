@@ -1,0 +1,561 @@
+//! The record accumulator: per-partition queues of batches waiting to be sent.
+//!
+//! Pure bookkeeping, no I/O and no clock of its own (callers pass `now`), so batching and linger
+//! are tested directly. The sender task drains it; `Producer::send` appends to it.
+//!
+//! Rules (as in Kafka's `RecordAccumulator`):
+//! - a record joins the newest batch of its partition if it fits, else starts a new batch;
+//! - a partition's first batch is *ready* when it is full (a newer batch exists), its `linger`
+//!   has passed, a flush covers it, or the producer is closing;
+//! - at most one batch per partition is in flight, so retries cannot reorder records;
+//! - a batch not delivered within `delivery_timeout` of its creation fails.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use spool_protocol::records::BatchBuilder;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use super::RecordMetadata;
+use crate::error::Result;
+
+/// A topic-partition; the topic name is shared by every batch and record of the topic.
+pub(crate) type Tp = (Arc<str>, i32);
+
+/// Where one record's outcome goes.
+pub(crate) struct Delivery {
+    pub timestamp: i64,
+    pub tx: oneshot::Sender<Result<RecordMetadata>>,
+}
+
+/// One batch of records for one partition.
+pub(crate) struct ProducerBatch {
+    pub id: u64,
+    pub tp: Tp,
+    /// Open while records are appended; taken when the batch is built.
+    pub builder: Option<BatchBuilder>,
+    /// The encoded batch once built.
+    pub built: Option<Bytes>,
+    /// Producer id, epoch and base sequence written into `built`.
+    pub stamped: Option<(i64, i16, i32)>,
+    pub deliveries: Vec<Delivery>,
+    pub created: Instant,
+    /// Sends so far.
+    pub attempts: u32,
+    pub retry_at: Option<Instant>,
+    /// Bytes of `buffer.memory` held until the batch completes.
+    pub memory: Option<OwnedSemaphorePermit>,
+}
+
+impl ProducerBatch {
+    pub fn record_count(&self) -> i32 {
+        self.deliveries.len() as i32
+    }
+
+    /// Encoded size: exact once built, the uncompressed estimate before.
+    pub fn size(&self) -> usize {
+        match (&self.built, &self.builder) {
+            (Some(b), _) => b.len(),
+            (None, Some(b)) => b.estimated_size(),
+            (None, None) => 0,
+        }
+    }
+
+    /// Completes every record of the batch. Offsets are `base_offset + index` (or -1 when
+    /// unknown); timestamps are the log-append time when the broker set one.
+    pub fn complete(self, result: Result<(i64, i64)>) {
+        let topic = self.tp.0.clone();
+        let partition = self.tp.1;
+        for (i, d) in self.deliveries.into_iter().enumerate() {
+            let r = match &result {
+                Ok((base, log_append_time)) => Ok(RecordMetadata {
+                    topic: topic.clone(),
+                    partition,
+                    offset: if *base >= 0 { base + i as i64 } else { -1 },
+                    timestamp: if *log_append_time >= 0 {
+                        *log_append_time
+                    } else {
+                        d.timestamp
+                    },
+                }),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = d.tx.send(r);
+        }
+    }
+}
+
+#[derive(Default)]
+struct PartitionQueue {
+    batches: VecDeque<ProducerBatch>,
+    in_flight: bool,
+}
+
+/// What [`Accumulator::append`] did.
+pub(crate) enum Append {
+    /// The record is in a batch; `new_batch` when it started one.
+    Appended {
+        rx: oneshot::Receiver<Result<RecordMetadata>>,
+        new_batch: bool,
+    },
+    /// The record would have started a new batch and the caller asked to be told first (the
+    /// sticky partitioner switches partition then). Nothing was appended.
+    WouldStartBatch(OwnedSemaphorePermit),
+}
+
+/// Batches drained for sending, and what the sender should do next.
+#[derive(Default)]
+pub(crate) struct Drained {
+    /// Ready batches grouped by leader broker; each group fits one request.
+    pub by_broker: HashMap<i32, Vec<ProducerBatch>>,
+    /// Batches past their delivery timeout.
+    pub expired: Vec<ProducerBatch>,
+    /// Topics with ready batches but no known leader.
+    pub unknown_leaders: HashSet<Arc<str>>,
+    /// When the next batch becomes ready (linger or backoff), if any is waiting.
+    pub next_wake: Option<Instant>,
+}
+
+/// Per-partition batch queues.
+pub(crate) struct Accumulator {
+    batch_size: usize,
+    linger: Duration,
+    delivery_timeout: Duration,
+    queues: HashMap<Tp, PartitionQueue>,
+    next_id: u64,
+    /// Ids of batches not yet completed (queued or in flight).
+    incomplete: BTreeSet<u64>,
+    /// Batches with an id below this are ready at once (set by flush).
+    flush_upto: u64,
+    closing: bool,
+    /// Rotates where draining starts so no partition starves.
+    drain_start: usize,
+}
+
+impl Accumulator {
+    pub fn new(batch_size: usize, linger: Duration, delivery_timeout: Duration) -> Self {
+        Accumulator {
+            batch_size,
+            linger,
+            delivery_timeout,
+            queues: HashMap::new(),
+            next_id: 0,
+            incomplete: BTreeSet::new(),
+            flush_upto: 0,
+            closing: false,
+            drain_start: 0,
+        }
+    }
+
+    /// Appends one record to `tp`. When `abort_on_new_batch` and the record does not fit the
+    /// open batch, nothing is appended and the permit is handed back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &mut self,
+        tp: &Tp,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+        permit: OwnedSemaphorePermit,
+        abort_on_new_batch: bool,
+        now: Instant,
+    ) -> Append {
+        let queue = self.queues.entry(tp.clone()).or_default();
+        if let Some(last) = queue.batches.back_mut() {
+            if let Some(builder) = last.builder.as_mut() {
+                if builder.try_append(timestamp, key, value, headers) {
+                    let (tx, rx) = oneshot::channel();
+                    last.deliveries.push(Delivery { timestamp, tx });
+                    match last.memory.as_mut() {
+                        Some(m) => m.merge(permit),
+                        None => last.memory = Some(permit),
+                    }
+                    return Append::Appended {
+                        rx,
+                        new_batch: false,
+                    };
+                }
+            }
+        }
+        if abort_on_new_batch {
+            return Append::WouldStartBatch(permit);
+        }
+        // A record bigger than batch.size gets a batch of its own size.
+        let size = BatchBuilder::estimate_single(key, value, headers).max(self.batch_size);
+        let mut builder = BatchBuilder::new(size);
+        let appended = builder.try_append(timestamp, key, value, headers);
+        debug_assert!(appended, "an empty batch accepts any record");
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id;
+        self.next_id += 1;
+        self.incomplete.insert(id);
+        queue.batches.push_back(ProducerBatch {
+            id,
+            tp: tp.clone(),
+            builder: Some(builder),
+            built: None,
+            stamped: None,
+            deliveries: vec![Delivery { timestamp, tx }],
+            created: now,
+            attempts: 0,
+            retry_at: None,
+            memory: Some(permit),
+        });
+        Append::Appended {
+            rx,
+            new_batch: true,
+        }
+    }
+
+    /// Makes every batch existing now ready at once; returns the id bound to wait for.
+    pub fn begin_flush(&mut self) -> u64 {
+        self.flush_upto = self.next_id;
+        self.next_id
+    }
+
+    /// True when no batch with an id below `upto` is incomplete.
+    pub fn flushed(&self, upto: u64) -> bool {
+        self.incomplete.first().is_none_or(|first| *first >= upto)
+    }
+
+    /// Stops accepting records; everything queued becomes ready.
+    pub fn close(&mut self) {
+        self.closing = true;
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// True when nothing is queued or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.incomplete.is_empty()
+    }
+
+    /// Takes ready batches whose leader is known and whose broker has room, at most one per
+    /// partition and one request's worth (`max_request_size`) per broker. Batches past their
+    /// delivery timeout are taken as `expired`. With `send` false only expiry happens (e.g. while
+    /// the producer id is being fetched).
+    pub fn drain(
+        &mut self,
+        now: Instant,
+        send: bool,
+        max_request_size: usize,
+        mut leader: impl FnMut(&Tp) -> Option<i32>,
+        mut broker_has_room: impl FnMut(i32) -> bool,
+    ) -> Drained {
+        let mut out = Drained::default();
+        let mut sizes: HashMap<i32, usize> = HashMap::new();
+        let mut full_brokers: HashSet<i32> = HashSet::new();
+        let mut keys: Vec<Tp> = self.queues.keys().cloned().collect();
+        keys.sort();
+        if !keys.is_empty() {
+            let start = self.drain_start % keys.len();
+            keys.rotate_left(start);
+            self.drain_start = self.drain_start.wrapping_add(1);
+        }
+        for tp in keys {
+            let queue = self.queues.get_mut(&tp).expect("key from map");
+            if queue.in_flight {
+                continue;
+            }
+            // Expire from the front: batches are queued in creation order.
+            while let Some(front) = queue.batches.front() {
+                if now.saturating_duration_since(front.created) >= self.delivery_timeout {
+                    let b = queue.batches.pop_front().expect("front exists");
+                    self.incomplete.remove(&b.id);
+                    out.expired.push(b);
+                } else {
+                    break;
+                }
+            }
+            let Some(front) = queue.batches.front() else {
+                continue;
+            };
+            let deadline = front.created + self.delivery_timeout;
+            let mut wake = deadline;
+            let ready_at = match front.retry_at {
+                Some(t) => t,
+                None if queue.batches.len() > 1 || front.id < self.flush_upto || self.closing => {
+                    now
+                }
+                None => front.created + self.linger,
+            };
+            if ready_at > now || !send {
+                wake = wake.min(ready_at.max(now));
+                out.next_wake = Some(out.next_wake.map_or(wake, |w| w.min(wake)));
+                continue;
+            }
+            let Some(broker) = leader(&tp) else {
+                out.unknown_leaders.insert(tp.0.clone());
+                out.next_wake = Some(out.next_wake.map_or(deadline, |w| w.min(deadline)));
+                continue;
+            };
+            if full_brokers.contains(&broker) {
+                continue;
+            }
+            let first_for_broker = !out.by_broker.contains_key(&broker);
+            if first_for_broker && !broker_has_room(broker) {
+                full_brokers.insert(broker);
+                continue;
+            }
+            let used = sizes.entry(broker).or_default();
+            // The first batch always goes, even when it alone exceeds the limit (it was
+            // checked against max.request.size when its record was appended).
+            if !first_for_broker && *used + front.size() > max_request_size {
+                continue;
+            }
+            *used += front.size();
+            let mut batch = queue.batches.pop_front().expect("front exists");
+            batch.retry_at = None;
+            queue.in_flight = true;
+            out.by_broker.entry(broker).or_default().push(batch);
+        }
+        self.queues
+            .retain(|_, q| !q.batches.is_empty() || q.in_flight);
+        out
+    }
+
+    /// Puts a batch that will be retried back at the front of its partition.
+    pub fn reenqueue(&mut self, batch: ProducerBatch) {
+        let queue = self.queues.entry(batch.tp.clone()).or_default();
+        queue.in_flight = false;
+        queue.batches.push_front(batch);
+    }
+
+    /// Marks an in-flight batch finished (the caller completes its records).
+    pub fn finish(&mut self, batch: &ProducerBatch) {
+        self.incomplete.remove(&batch.id);
+        if let Some(q) = self.queues.get_mut(&batch.tp) {
+            q.in_flight = false;
+        }
+        self.queues
+            .retain(|_, q| !q.batches.is_empty() || q.in_flight);
+    }
+
+    /// Removes every queued (not in-flight) batch, e.g. to fail them after a fatal error.
+    pub fn take_all_queued(&mut self) -> Vec<ProducerBatch> {
+        let mut out = Vec::new();
+        for q in self.queues.values_mut() {
+            out.extend(q.batches.drain(..));
+        }
+        for b in &out {
+            self.incomplete.remove(&b.id);
+        }
+        self.queues.retain(|_, q| q.in_flight);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::Semaphore;
+
+    fn permit(sem: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+        sem.clone().try_acquire_many_owned(1).unwrap()
+    }
+
+    fn tp(p: i32) -> Tp {
+        (Arc::from("t"), p)
+    }
+
+    fn acc(batch_size: usize) -> Accumulator {
+        Accumulator::new(
+            batch_size,
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        )
+    }
+
+    fn add(a: &mut Accumulator, sem: &Arc<Semaphore>, p: i32, value: &[u8], now: Instant) -> bool {
+        match a.append(&tp(p), 0, None, Some(value), &[], permit(sem), false, now) {
+            Append::Appended { new_batch, .. } => new_batch,
+            Append::WouldStartBatch(_) => panic!("not asked to abort"),
+        }
+    }
+
+    #[test]
+    fn records_share_a_batch_until_it_is_full() {
+        let sem = Arc::new(Semaphore::new(1000));
+        let mut a = acc(200);
+        let now = Instant::now();
+        assert!(add(&mut a, &sem, 0, &[1; 50], now));
+        assert!(!add(&mut a, &sem, 0, &[1; 50], now));
+        // The third does not fit in 200 bytes: a new batch, and the first becomes ready.
+        assert!(add(&mut a, &sem, 0, &[1; 50], now) || add(&mut a, &sem, 0, &[1; 50], now));
+        let d = a.drain(now, true, 1 << 20, |_| Some(1), |_| true);
+        let sent = &d.by_broker[&1];
+        assert_eq!(sent.len(), 1, "one batch per partition in flight");
+        assert!(sent[0].record_count() >= 2);
+        // Nothing more for this partition while one is in flight.
+        let d2 = a.drain(
+            now + Duration::from_secs(1),
+            true,
+            1 << 20,
+            |_| Some(1),
+            |_| true,
+        );
+        assert!(d2.by_broker.is_empty());
+    }
+
+    #[test]
+    fn linger_holds_a_partial_batch() {
+        let sem = Arc::new(Semaphore::new(1000));
+        let mut a = acc(16384);
+        let t0 = Instant::now();
+        add(&mut a, &sem, 0, b"x", t0);
+        let d = a.drain(
+            t0 + Duration::from_millis(5),
+            true,
+            1 << 20,
+            |_| Some(1),
+            |_| true,
+        );
+        assert!(d.by_broker.is_empty());
+        assert_eq!(d.next_wake, Some(t0 + Duration::from_millis(10)));
+        let d = a.drain(
+            t0 + Duration::from_millis(10),
+            true,
+            1 << 20,
+            |_| Some(1),
+            |_| true,
+        );
+        assert_eq!(d.by_broker[&1].len(), 1);
+    }
+
+    #[test]
+    fn flush_makes_batches_ready_and_tracks_completion() {
+        let sem = Arc::new(Semaphore::new(1000));
+        let mut a = acc(16384);
+        let t0 = Instant::now();
+        add(&mut a, &sem, 0, b"x", t0);
+        add(&mut a, &sem, 1, b"y", t0);
+        let upto = a.begin_flush();
+        assert!(!a.flushed(upto));
+        let mut d = a.drain(t0, true, 1 << 20, |_| Some(7), |_| true);
+        let batches = d.by_broker.remove(&7).unwrap();
+        assert_eq!(batches.len(), 2, "both partitions in one request");
+        for b in &batches {
+            a.finish(b);
+        }
+        assert!(a.flushed(upto));
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn retries_go_first_after_backoff() {
+        let sem = Arc::new(Semaphore::new(1000));
+        let mut a = acc(100);
+        let t0 = Instant::now();
+        add(&mut a, &sem, 0, &[1; 60], t0);
+        add(&mut a, &sem, 0, &[2; 60], t0);
+        let mut d = a.drain(t0, true, 1 << 20, |_| Some(1), |_| true);
+        let mut first = d.by_broker.remove(&1).unwrap().pop().unwrap();
+        let first_id = first.id;
+        first.retry_at = Some(t0 + Duration::from_millis(100));
+        a.reenqueue(first);
+        let d = a.drain(
+            t0 + Duration::from_millis(50),
+            true,
+            1 << 20,
+            |_| Some(1),
+            |_| true,
+        );
+        assert!(d.by_broker.is_empty(), "backing off");
+        let mut d = a.drain(
+            t0 + Duration::from_millis(100),
+            true,
+            1 << 20,
+            |_| Some(1),
+            |_| true,
+        );
+        assert_eq!(
+            d.by_broker.remove(&1).unwrap()[0].id,
+            first_id,
+            "order kept"
+        );
+    }
+
+    #[test]
+    fn unknown_leaders_and_full_brokers_wait() {
+        let sem = Arc::new(Semaphore::new(1000));
+        let mut a = acc(16384);
+        let t0 = Instant::now();
+        add(&mut a, &sem, 0, b"x", t0);
+        a.close();
+        let d = a.drain(t0, true, 1 << 20, |_| None, |_| true);
+        assert!(d.unknown_leaders.contains("t"));
+        let d = a.drain(t0, true, 1 << 20, |_| Some(1), |_| false);
+        assert!(d.by_broker.is_empty());
+        let d = a.drain(t0, true, 1 << 20, |_| Some(1), |_| true);
+        assert_eq!(d.by_broker[&1].len(), 1);
+    }
+
+    #[test]
+    fn request_size_caps_a_drain_but_not_its_first_batch() {
+        let sem = Arc::new(Semaphore::new(1000));
+        let mut a = acc(16384);
+        let t0 = Instant::now();
+        for p in 0..3 {
+            add(&mut a, &sem, p, &[0; 1000], t0);
+        }
+        a.close();
+        let d = a.drain(t0, true, 500, |_| Some(1), |_| true);
+        assert_eq!(d.by_broker[&1].len(), 1);
+        let d = a.drain(t0, true, 2500, |_| Some(1), |_| true);
+        assert_eq!(d.by_broker[&1].len(), 2);
+    }
+
+    #[test]
+    fn batches_expire_after_delivery_timeout() {
+        let sem = Arc::new(Semaphore::new(1000));
+        let mut a = Accumulator::new(16384, Duration::ZERO, Duration::from_secs(1));
+        let t0 = Instant::now();
+        add(&mut a, &sem, 0, b"x", t0);
+        let d = a.drain(
+            t0 + Duration::from_secs(2),
+            false,
+            1 << 20,
+            |_| None,
+            |_| true,
+        );
+        assert_eq!(d.expired.len(), 1);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn abort_on_new_batch_hands_the_permit_back() {
+        let sem = Arc::new(Semaphore::new(1000));
+        let mut a = acc(100);
+        let t0 = Instant::now();
+        add(&mut a, &sem, 0, &[0; 80], t0);
+        let r = a.append(&tp(0), 0, None, Some(&[0; 80]), &[], permit(&sem), true, t0);
+        assert!(matches!(r, Append::WouldStartBatch(_)));
+        let r = a.append(&tp(1), 0, None, Some(&[0; 80]), &[], permit(&sem), true, t0);
+        assert!(
+            matches!(r, Append::WouldStartBatch(_)),
+            "also for an empty partition"
+        );
+        let r = a.append(
+            &tp(1),
+            0,
+            None,
+            Some(&[0; 80]),
+            &[],
+            permit(&sem),
+            false,
+            t0,
+        );
+        assert!(matches!(
+            r,
+            Append::Appended {
+                new_batch: true,
+                ..
+            }
+        ));
+    }
+}
