@@ -20,6 +20,7 @@ use spool_protocol::batch::{
     set_base_offset, set_log_append_time, set_partition_leader_epoch, BatchHeader,
 };
 use spool_protocol::compression::Compression;
+use spool_protocol::records;
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -328,11 +329,11 @@ impl PartitionLog {
         }
     }
 
-    /// ListOffsets by timestamp: the base offset and max timestamp of the first batch whose
-    /// max timestamp is at least `timestamp`; `None` if there is none.
+    /// ListOffsets by timestamp: the offset and timestamp of the first record whose timestamp
+    /// is at least `timestamp`; `None` if there is none.
     ///
-    /// Batch granularity, as the broker does not decode records: the offset may be that of an
-    /// earlier record in the same batch than Kafka would return.
+    /// Indexes find the first batch whose max timestamp qualifies; that one batch is then
+    /// decoded to find the record, as Kafka does (off the produce/fetch hot path).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
         let (file, start, end, base) = {
             let inner = self.lock();
@@ -351,21 +352,60 @@ impl PartitionLog {
             )
         };
         let path = segment_file(&self.dir, base, LOG_EXT);
-        Ok(scan::find_timestamp(&file, &path, start, end, timestamp)?
-            .map(|h| (h.base_offset, h.max_timestamp)))
+        let Some(header) = scan::find_timestamp(&file, &path, start, end, timestamp)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.first_record_at_or_after(&header, timestamp)?))
     }
 
-    /// ListOffsets MAX_TIMESTAMP: base offset and timestamp of the batch holding the largest
-    /// timestamp in the log (the first such batch); `None` for an empty log.
-    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
-        let inner = self.lock();
-        let mut best: Option<(i64, i64)> = None;
-        for s in &inner.segments {
-            if s.offset_of_max_timestamp >= 0 && best.is_none_or(|(_, t)| s.max_timestamp > t) {
-                best = Some((s.offset_of_max_timestamp, s.max_timestamp));
+    /// Within the batch `header` describes, the first record with a timestamp >= `timestamp`.
+    fn first_record_at_or_after(
+        &self,
+        header: &BatchHeader,
+        timestamp: i64,
+    ) -> Result<(i64, i64), LogError> {
+        let batch_level = (header.base_offset, header.max_timestamp);
+        if header.is_log_append_time() || header.is_control() {
+            return Ok(batch_level);
+        }
+        let bytes = self.read(header.base_offset, 1)?;
+        let cap = (self.config().max_message_bytes as usize)
+            .saturating_mul(64)
+            .max(1 << 20);
+        let Ok(records) = records::decode_batch(header, &bytes, cap) else {
+            // An undecodable batch still qualifies by its header.
+            return Ok(batch_level);
+        };
+        for record in records.flatten() {
+            if record.timestamp >= timestamp {
+                return Ok((record.offset, record.timestamp));
             }
         }
-        Ok(best)
+        Ok(batch_level)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: offset and timestamp of the first record holding the largest
+    /// timestamp in the log; `None` for an empty log.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let best = {
+            let inner = self.lock();
+            let mut best: Option<(i64, i64)> = None;
+            for s in &inner.segments {
+                if s.offset_of_max_timestamp >= 0 && best.is_none_or(|(_, t)| s.max_timestamp > t) {
+                    best = Some((s.offset_of_max_timestamp, s.max_timestamp));
+                }
+            }
+            best
+        };
+        let Some((offset, max)) = best else {
+            return Ok(None);
+        };
+        // Narrow the batch down to its record carrying the maximum (KIP-734 asks for the record).
+        let bytes = self.read(offset, 1)?;
+        match BatchHeader::parse(&bytes) {
+            Ok(header) => Ok(Some(self.first_record_at_or_after(&header, max)?)),
+            Err(_) => Ok(Some((offset, max))),
+        }
     }
 
     /// Resolves once every record up to `offset` (inclusive) is fsynced.

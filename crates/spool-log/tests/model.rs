@@ -31,6 +31,8 @@ struct Appended {
     base: i64,
     last: i64,
     max_timestamp: i64,
+    /// Each record's timestamp, in offset order.
+    timestamps: Vec<i64>,
     values: Vec<Vec<u8>>,
 }
 
@@ -87,12 +89,14 @@ fn run(seed: u64, steps: usize) {
                 let codec = CODECS[rng.below(5) as usize];
                 let mut builder = BatchBuilder::new(1 << 20);
                 let mut values = Vec::new();
+                let mut timestamps = Vec::new();
                 for _ in 0..count {
                     let v = value(&mut rng, next_value);
                     next_value += 1;
                     ts += rng.below(20) as i64;
                     assert!(builder.try_append(ts, None, Some(&v), &[]));
                     values.push(v);
+                    timestamps.push(ts);
                 }
                 let bytes = builder.build(-1, -1, -1, codec).unwrap();
                 let info = log.append(BytesMut::from(&bytes[..]), ts).unwrap();
@@ -102,6 +106,7 @@ fn run(seed: u64, steps: usize) {
                     base: info.base_offset,
                     last: info.last_offset,
                     max_timestamp: ts,
+                    timestamps,
                     values,
                 });
             }
@@ -145,7 +150,10 @@ fn run(seed: u64, steps: usize) {
                     .iter()
                     .filter(|b| b.base >= log_start)
                     .find(|b| b.max_timestamp >= target)
-                    .map(|b| (b.base, b.max_timestamp));
+                    .and_then(|b| {
+                        let i = b.timestamps.iter().position(|&t| t >= target)?;
+                        Some((b.base + i as i64, b.timestamps[i]))
+                    });
                 assert_eq!(log.offset_for_timestamp(target).unwrap(), want);
             }
             90..=94 => {

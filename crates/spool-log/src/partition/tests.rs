@@ -290,26 +290,26 @@ fn retention_by_size_keeps_the_newest_bytes() {
 }
 
 #[test]
-fn offset_for_timestamp_finds_first_batch_reaching_it() {
+fn offset_for_timestamp_finds_first_record_reaching_it() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), one_batch_per_segment(2));
-    // Two records per batch: max timestamp = ts + 1. Offsets 0, 2, 4, 6.
+    // Two records per batch, at ts and ts + 1. Batches start at offsets 0, 2, 4, 6.
     for ts in [100, 200, 150, 300] {
         log.append(batch(2, ts), 0).unwrap();
     }
     let cases = [
-        (0, Some((0, 101))),
-        (101, Some((0, 101))),
-        (102, Some((2, 201))),
-        (152, Some((2, 201))),
-        (201, Some((2, 201))),
-        (202, Some((6, 301))),
+        (0, Some((0, 100))),
+        (101, Some((1, 101))),
+        (102, Some((2, 200))),
+        (152, Some((2, 200))),
+        (201, Some((3, 201))),
+        (202, Some((6, 300))),
         (302, None),
     ];
     for (ts, want) in cases {
         assert_eq!(log.offset_for_timestamp(ts).unwrap(), want, "ts {ts}");
     }
-    assert_eq!(log.max_timestamp().unwrap(), Some((6, 301)));
+    assert_eq!(log.max_timestamp().unwrap(), Some((7, 301)));
 
     // Within one segment, through the time index.
     let dir = tempfile::tempdir().unwrap();
