@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::server;
+use crate::server::{self, Server};
 
 /// A broker running on this process's tokio runtime.
 ///
@@ -26,6 +26,7 @@ pub struct EmbeddedBroker {
     data_dir: PathBuf,
     temp: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
+    released: Option<oneshot::Receiver<()>>,
     task: JoinHandle<Result<(), BrokerError>>,
 }
 
@@ -50,27 +51,21 @@ impl EmbeddedBroker {
     /// caller's and is kept.
     pub async fn start_with(config: BrokerConfig, listen: SocketAddr) -> Result<Self, BrokerError> {
         let listener = server::bind(listen).await?;
-        let addr = listener.local_addr().map_err(|source| BrokerError::Io {
-            context: "reading the listener address".into(),
-            source,
-        })?;
         let data_dir = config.data_dir.clone();
-        // Open the logs before returning so start-up errors reach the caller.
-        let (ready_tx, ready_rx) = oneshot::channel();
+        // Opening here, not in the task, makes start-up errors the caller's result.
+        let mut server = Server::open(listener, config)?;
+        let addr = server.local_addr()?;
+        let released = server.released();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = ready_tx.send(());
-            server::run(listener, config, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        let _ = ready_rx.await;
+        let task = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
         Ok(EmbeddedBroker {
             addr,
             data_dir,
             temp: None,
             stop: Some(stop),
+            released,
             task,
         })
     }
@@ -105,6 +100,7 @@ impl EmbeddedBroker {
                 })
             }
         }
+        self.wait_released().await;
         Ok(self.temp.take())
     }
 
@@ -113,7 +109,18 @@ impl EmbeddedBroker {
     pub async fn abort(mut self) -> Option<TempDir> {
         self.task.abort();
         let _ = (&mut self.task).await;
+        self.wait_released().await;
         self.temp.take()
+    }
+}
+
+impl EmbeddedBroker {
+    /// Waits until tasks still finishing their cancellation have dropped the broker's state, so
+    /// the data directory can be reopened at once.
+    async fn wait_released(&mut self) {
+        if let Some(released) = self.released.take() {
+            let _ = released.await;
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -26,69 +26,135 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BrokerError> {
-    let bound = listener.local_addr().map_err(|source| BrokerError::Io {
-        context: "reading the listener address".into(),
-        source,
-    })?;
-    let advertised = config.advertised_for(bound);
-    let token = CancellationToken::new();
-    let state = BrokerState::open(config, advertised, token.clone())?;
-    info!(
-        "listening on {bound} (advertised as {}:{}), data in {}",
-        state.advertised.0,
-        state.advertised.1,
-        state.config.data_dir.display()
-    );
-    let retention = tokio::spawn(retention_loop(state.clone()));
-    let limit = Arc::new(Semaphore::new(state.config.max_connections));
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = limit.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-        };
-        let accepted = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((socket, peer)) => {
-                let state = state.clone();
-                connections.spawn(async move {
-                    connection::serve(state, socket, peer).await;
-                    drop(permit);
-                });
-            }
-            // Accept errors (e.g. EMFILE) are about this one attempt; back off and keep serving.
-            Err(e) => {
-                warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        // Reap finished connection tasks so the set does not grow with history.
-        while connections.try_join_next().is_some() {}
-    }
-    info!("shutting down: draining {} connections", connections.len());
-    token.cancel();
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-    retention.abort();
-    state.logs.shutdown()?;
-    info!("shut down cleanly");
-    Ok(())
+    Server::open(listener, config)?.serve(shutdown).await
 }
 
+/// A broker whose data directory is open and whose listener is bound, not yet serving.
+///
+/// Opening is separate from serving so start-up errors (a locked or unreadable data
+/// directory) reach the caller before anything runs in the background.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<BrokerState>,
+    token: CancellationToken,
+    released: Option<oneshot::Receiver<()>>,
+}
+
+impl Server {
+    /// Opens (and if needed recovers) the data directory.
+    pub fn open(listener: TcpListener, config: BrokerConfig) -> Result<Self, BrokerError> {
+        let bound = local_addr(&listener)?;
+        let advertised = config.advertised_for(bound);
+        let token = CancellationToken::new();
+        let (on_drop, released) = oneshot::channel();
+        let state = BrokerState::open(config, advertised, token.clone(), on_drop)?;
+        info!(
+            "listening on {bound} (advertised as {}:{}), data in {}",
+            state.advertised.0,
+            state.advertised.1,
+            state.config.data_dir.display()
+        );
+        Ok(Server {
+            listener,
+            state,
+            token,
+            released: Some(released),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, BrokerError> {
+        local_addr(&self.listener)
+    }
+
+    /// Resolves once the broker's state is gone (data directory unlocked, files closed), after
+    /// `serve` returned or was dropped. Can be taken once.
+    pub fn released(&mut self) -> Option<oneshot::Receiver<()>> {
+        self.released.take()
+    }
+
+    /// Accepts connections until `shutdown` resolves, then drains them and flushes the logs.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
+        let Server {
+            listener,
+            state,
+            token,
+            ..
+        } = self;
+        // Owned by this future: if it is dropped (an aborted embedded broker), so are they.
+        let mut background = JoinSet::new();
+        background.spawn(retention_loop(state.clone()));
+        let limit = Arc::new(Semaphore::new(state.config.max_connections));
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                _ = &mut shutdown => break,
+                permit = limit.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            };
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((socket, peer)) => {
+                    let state = state.clone();
+                    connections.spawn(async move {
+                        connection::serve(state, socket, peer).await;
+                        drop(permit);
+                    });
+                }
+                // Accept errors (e.g. EMFILE) concern this one attempt; back off, keep serving.
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            // Reap finished connection tasks so the set does not grow with history.
+            while connections.try_join_next().is_some() {}
+        }
+        info!("shutting down: draining {} connections", connections.len());
+        token.cancel();
+        drop(listener);
+        while connections.join_next().await.is_some() {}
+        background.shutdown().await;
+        state.logs.shutdown()?;
+        info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, BrokerError> {
+    listener.local_addr().map_err(|source| BrokerError::Io {
+        context: "reading the listener address".into(),
+        source,
+    })
+}
+
+/// Retention every `retention_check_interval_ms`, and the time-based flush policy (`flush.ms`)
+/// every second.
 async fn retention_loop(state: Arc<BrokerState>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(
+    let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut retention_tick = tokio::time::interval(Duration::from_millis(
         state.config.retention_check_interval_ms,
     ));
-    tick.tick().await;
+    retention_tick.tick().await;
     loop {
-        tick.tick().await;
+        let retention = tokio::select! {
+            _ = flush_tick.tick() => false,
+            _ = retention_tick.tick() => true,
+        };
         let state = state.clone();
-        // Deleting segments touches the file system; keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || state.logs.enforce_retention(now_ms())).await;
+        // Deleting segments and fsyncing touch the file system; keep them off the async workers.
+        let _ = tokio::task::spawn_blocking(move || {
+            if retention {
+                state.logs.enforce_retention(now_ms());
+            } else {
+                state.logs.flush_due(now_ms());
+            }
+        })
+        .await;
     }
 }
 

@@ -23,6 +23,8 @@ pub(crate) struct BrokerState {
     pub shutdown: CancellationToken,
     /// Held for the broker's lifetime: a second broker on the same directory would corrupt it.
     _dir_lock: std::fs::File,
+    /// Dropped with the state, telling an embedder that the directory is free again.
+    _on_drop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl BrokerState {
@@ -30,6 +32,7 @@ impl BrokerState {
         config: BrokerConfig,
         advertised: (String, u16),
         shutdown: CancellationToken,
+        on_drop: tokio::sync::oneshot::Sender<()>,
     ) -> Result<Arc<Self>, BrokerError> {
         let io = |context: &str, source| BrokerError::Io {
             context: format!("{context} in {}", config.data_dir.display()),
@@ -49,6 +52,7 @@ impl BrokerState {
             advertised,
             shutdown,
             _dir_lock: dir_lock,
+            _on_drop: on_drop,
         }))
     }
 }
