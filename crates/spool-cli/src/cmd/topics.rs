@@ -68,10 +68,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             for (k, v) in configs {
                 topic = topic.config(k, v);
             }
-            admin
-                .create_topics(vec![topic])
-                .await
-                .with_context(|| format!("cannot create topic {name:?}"))?;
+            // The client's errors already name the operation and the topic.
+            admin.create_topics(vec![topic]).await?;
             println!("Created topic {name}.");
         }
         Action::List => {
@@ -124,19 +122,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         Action::Delete { names } => {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            admin
-                .delete_topics(&refs)
-                .await
-                .with_context(|| format!("cannot delete {}", names.join(", ")))?;
+            admin.delete_topics(&refs).await?;
             for n in names {
                 println!("Deleted topic {n}.");
             }
         }
         Action::AddPartitions { name, partitions } => {
-            admin
-                .create_partitions(&name, partitions)
-                .await
-                .with_context(|| format!("cannot add partitions to {name:?}"))?;
+            admin.create_partitions(&name, partitions).await?;
             println!("Topic {name} now has {partitions} partitions.");
         }
     }

@@ -1,0 +1,285 @@
+//! The `spool` binary run as a user runs it: the demo, a standalone broker, and the client
+//! commands against it, including their error messages.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const SPOOL: &str = env!("CARGO_BIN_EXE_spool");
+
+fn spool(args: &[&str]) -> Output {
+    Command::new(SPOOL)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run spool")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A `spool broker` child process on a free port, stopped with SIGTERM on drop.
+struct Broker {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(SPOOL)
+            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("broker printed no 'listening on' line");
+        Broker {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        terminate(&self.child);
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn demo_prints_the_seeds_lines_and_every_number_comes_back() {
+    let out = spool(&[
+        "demo",
+        "random_numbers",
+        "2",
+        "--count",
+        "6",
+        "--interval-ms",
+        "20",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..2], &["Starting thread 0", "Starting thread 1"]);
+    assert_eq!(
+        &lines[lines.len() - 2..],
+        &["Stopping thread 0", "Stopping thread 1"]
+    );
+    let mut sent: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("Sending to Kafka topic random_numbers: "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let mut received: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("Received on thread "))
+        .map(|rest| {
+            let (thread, n) = rest.split_once(": ").unwrap();
+            assert!(thread == "0" || thread == "1", "{rest}");
+            n.parse().unwrap()
+        })
+        .collect();
+    assert_eq!(sent.len(), 6);
+    assert!(sent.iter().all(|n| *n < 1000));
+    sent.sort();
+    received.sort();
+    assert_eq!(sent, received);
+}
+
+#[test]
+fn demo_stops_cleanly_on_sigterm() {
+    let mut child = Command::new(SPOOL)
+        .args(["demo", "random_numbers", "3", "--interval-ms", "20"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    // Wait for a round trip before stopping it.
+    while !seen.contains("Received on thread") {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "demo ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    terminate(&child);
+    reader.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}: {seen}");
+    for t in 0..3 {
+        assert!(seen.contains(&format!("Stopping thread {t}\n")), "{seen}");
+    }
+}
+
+#[test]
+fn topics_produce_and_consume_against_a_standalone_broker() {
+    let broker = Broker::start();
+    let b = broker.addr.as_str();
+    let out = spool(&[
+        "topics",
+        "create",
+        "events",
+        "--partitions",
+        "3",
+        "-c",
+        "retention.ms=86400000",
+        "-b",
+        b,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Created topic events.\n");
+    assert_eq!(stdout(&spool(&["topics", "list", "-b", b])), "events\n");
+    let described = stdout(&spool(&["topics", "describe", "events", "-b", b]));
+    assert!(described.contains("PartitionCount: 3"), "{described}");
+    assert!(described.contains("retention.ms=86400000"), "{described}");
+
+    let mut producer = Command::new(SPOOL)
+        .args(["produce", "events", "--key-separator", ":", "-b", b])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    producer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"k1:one\nk2:two\nk1:three\nno key here\n")
+        .unwrap();
+    let out = producer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = spool(&[
+        "consume",
+        "events",
+        "--from-beginning",
+        "--count",
+        "4",
+        "-f",
+        "%k=%v",
+        "-b",
+        b,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut got: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    got.sort();
+    assert_eq!(got, ["=no key here", "k1=one", "k1=three", "k2=two"]);
+
+    // Same key, same partition, in order.
+    let out = spool(&[
+        "consume",
+        "events",
+        "--from-beginning",
+        "-e",
+        "-f",
+        "%p %k %v",
+        "-b",
+        b,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let k1: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ' ');
+            let (p, k, v) = (it.next()?, it.next()?, it.next()?);
+            (k == "k1").then_some((p, v))
+        })
+        .collect();
+    assert_eq!(k1.len(), 2, "{text}");
+    assert_eq!(k1[0].0, k1[1].0);
+    assert_eq!((k1[0].1, k1[1].1), ("one", "three"));
+
+    let out = spool(&["topics", "delete", "events", "-b", b]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&spool(&["topics", "list", "-b", b])), "");
+    assert!(broker.stop().success());
+}
+
+#[test]
+fn user_mistakes_get_one_readable_line_and_a_failure_code() {
+    let broker = Broker::start();
+    let b = broker.addr.as_str();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["topics", "create", "dup", "-p", "1", "-b", b], ""),
+        (
+            vec!["topics", "create", "dup", "-p", "1", "-b", b],
+            "TOPIC_ALREADY_EXISTS",
+        ),
+        (
+            vec!["topics", "create", "x", "-c", "retention.ms=soon", "-b", b],
+            "INVALID_CONFIG",
+        ),
+        (
+            vec!["topics", "delete", "missing", "-b", b],
+            "UNKNOWN_TOPIC_OR_PARTITION",
+        ),
+        (
+            vec!["consume", "dup", "--partition", "7", "-b", b],
+            "has no partition 7",
+        ),
+        (
+            vec!["topics", "list", "-b", "127.0.0.1:1"],
+            "cannot reach the cluster at 127.0.0.1:1",
+        ),
+        (vec!["topics", "list", "-b", "nonsense"], "is not HOST:PORT"),
+    ];
+    for (args, expected) in cases {
+        let out = spool(&args);
+        if expected.is_empty() {
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            continue;
+        }
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(expected),
+            "{args:?}: {err}"
+        );
+    }
+    // Malformed flags are clap's usage errors (exit 2).
+    let out = spool(&["demo", "t", "zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invalid value 'zero'"));
+}
