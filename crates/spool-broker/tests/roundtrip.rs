@@ -324,3 +324,32 @@ async fn auto_creation_can_be_turned_off() {
     assert!(c.admin().list_topics().await.unwrap().is_empty());
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_parked_long_poll_does_not_delay_a_producer_on_the_same_client() {
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let c = client(&broker).await;
+    c.admin()
+        .create_topics(vec![NewTopic::new("shared", 1, 1)])
+        .await
+        .unwrap();
+    let mut consumer = c.consumer(ConsumerConfig {
+        fetch_max_wait: Duration::from_secs(60),
+        ..ConsumerConfig::default()
+    });
+    consumer.assign(vec![("shared".into(), 0)]);
+    consumer.seek("shared", 0, Offset::Latest).unwrap();
+    consumer.position("shared", 0).await.unwrap();
+    // Park a fetch at the broker for up to a minute.
+    let idle = consumer.poll(Duration::from_millis(50)).await.unwrap();
+    assert!(idle.is_empty());
+    // Had the producer queued behind that fetch on one connection, this would take a minute.
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        produce_n(&c, "shared", 3, Acks::All),
+    )
+    .await
+    .expect("produce was held back by the consumer's long poll");
+    drop(consumer);
+    broker.shutdown().await.unwrap();
+}

@@ -151,6 +151,29 @@ struct Inner {
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
+/// Connections of one user (a consumer's fetcher) kept apart from the client's shared pool.
+///
+/// A broker answers the requests of one connection in order, so a long-poll Fetch parked on a
+/// shared connection would hold back every other request sent on it (a producer's sends, an
+/// admin call). Java's producer and consumer never share a connection for the same reason.
+#[derive(Default)]
+pub struct ConnectionPool {
+    slots: Mutex<HashMap<i32, Arc<BrokerSlot>>>,
+}
+
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPool").finish_non_exhaustive()
+    }
+}
+
+impl ConnectionPool {
+    /// The connection to broker `id` in this pool, (re)connecting when needed.
+    pub async fn broker(&self, client: &Client, id: i32) -> Result<Arc<Connection>> {
+        client.pooled(&self.slots, id).await
+    }
+}
+
 /// A handle on a Kafka cluster: metadata plus pooled broker connections.
 ///
 /// Cheap to clone; producers, consumers and the admin client made from it share its
@@ -467,6 +490,15 @@ impl Client {
 
     /// The pooled connection to broker `id`, (re)connecting when needed.
     pub async fn broker(&self, id: i32) -> Result<Arc<Connection>> {
+        self.pooled(&self.inner.pool, id).await
+    }
+
+    /// The connection to broker `id` from `pool`, (re)connecting when needed.
+    async fn pooled(
+        &self,
+        pool: &Mutex<HashMap<i32, Arc<BrokerSlot>>>,
+        id: i32,
+    ) -> Result<Arc<Connection>> {
         let info = match self.metadata().brokers.get(&id) {
             Some(b) => b.clone(),
             None => {
@@ -479,14 +511,7 @@ impl Client {
             }
         };
         let addr = info.addr();
-        let slot = self
-            .inner
-            .pool
-            .lock()
-            .unwrap()
-            .entry(id)
-            .or_default()
-            .clone();
+        let slot = pool.lock().unwrap().entry(id).or_default().clone();
         let mut guard = slot.conn.lock().await;
         if let Some(c) = guard.as_ref() {
             if !c.is_poisoned() && c.addr() == addr {

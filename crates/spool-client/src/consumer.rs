@@ -27,7 +27,7 @@ use spool_protocol::records::DecodedBatches;
 use uuid::Uuid;
 
 use crate::admin::{list_offsets, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
-use crate::cluster::Client;
+use crate::cluster::{Client, ConnectionPool};
 use crate::config::{AutoOffsetReset, ConsumerConfig};
 use crate::error::{metadata_error, Error, Result};
 
@@ -118,6 +118,8 @@ struct FetchDone {
 /// ```
 pub struct Consumer {
     client: Client,
+    /// Fetch connections of this consumer alone (see [`ConnectionPool`]).
+    fetch_pool: Arc<ConnectionPool>,
     config: ConsumerConfig,
     parts: IndexMap<Tp, PartitionState>,
     fetches: FuturesUnordered<BoxFuture<'static, FetchDone>>,
@@ -138,7 +140,8 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Client {
-    /// A consumer using this client's connections.
+    /// A consumer sharing this client's metadata. Its fetches use connections of their own,
+    /// so long polls never delay the client's other requests.
     pub fn consumer(&self, config: ConsumerConfig) -> Consumer {
         Consumer::new(self.clone(), config)
     }
@@ -149,6 +152,7 @@ impl Consumer {
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
         Consumer {
             client,
+            fetch_pool: Arc::default(),
             config,
             parts: IndexMap::new(),
             fetches: FuturesUnordered::new(),
@@ -495,9 +499,10 @@ impl Consumer {
                 })
                 .collect();
             let client = self.client.clone();
+            let pool = self.fetch_pool.clone();
             let config = self.config.clone();
             self.fetches.push(Box::pin(async move {
-                let result = fetch(&client, &config, broker, &requested, &ids).await;
+                let result = fetch(&client, &pool, &config, broker, &requested, &ids).await;
                 FetchDone {
                     broker,
                     requested,
@@ -616,12 +621,13 @@ impl Consumer {
 /// Builds and sends one Fetch to `broker`.
 async fn fetch(
     client: &Client,
+    pool: &ConnectionPool,
     config: &ConsumerConfig,
     broker: i32,
     requested: &[(Tp, i64, u64)],
     ids: &HashMap<Arc<str>, Uuid>,
 ) -> Result<FetchResponse> {
-    let conn = client.broker(broker).await?;
+    let conn = pool.broker(client, broker).await?;
     let mut version = conn.version(ApiKey::Fetch)?;
     // v13 addresses topics by id; fall back when an id is unknown.
     if version >= 13 && ids.values().any(|id| id.is_nil()) {

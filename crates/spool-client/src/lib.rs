@@ -59,7 +59,7 @@ pub use admin::{
     Admin, ClusterDescription, ConfigEntry, ConfigResource, ConfigSource, ListedOffset, NewTopic,
     OffsetSpec, TopicDescription, TopicListing,
 };
-pub use cluster::{BrokerInfo, Client, Metadata, PartitionInfo, TopicInfo};
+pub use cluster::{BrokerInfo, Client, ConnectionPool, Metadata, PartitionInfo, TopicInfo};
 pub use config::{
     Acks, AutoOffsetReset, ClientConfig, Compression, ConsumerConfig, ProducerConfig,
 };

@@ -69,17 +69,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     outcome
 }
 
-/// A client of its own for each consumer thread and for the producer, as in the seed: a
-/// broker answers one connection's requests in order, so a consumer's long-poll fetch on a
-/// shared connection would hold back the producer's sends.
-async fn connect(bootstrap: &str) -> anyhow::Result<Client> {
-    Client::connect(ClientConfig::new(bootstrap))
-        .await
-        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))
-}
-
 async fn demo(bootstrap: &str, args: &Args) -> anyhow::Result<()> {
-    let client = connect(bootstrap).await?;
+    let client = Client::connect(ClientConfig::new(bootstrap))
+        .await
+        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
     let threads = args.threads as usize;
     match client
         .admin()
@@ -102,9 +95,9 @@ async fn demo(bootstrap: &str, args: &Args) -> anyhow::Result<()> {
             .filter(|p| *p as usize % threads == thread)
             .map(|p| (args.topic.clone(), p))
             .collect();
-        let mut consumer = connect(bootstrap)
-            .await?
-            .consumer(ConsumerConfig::default());
+        // Each consumer fetches on connections of its own, so its long polls do not hold
+        // back the producer sharing this client.
+        let mut consumer = client.consumer(ConsumerConfig::default());
         consumer.assign(mine.clone());
         // Resolve the starting positions before the producer starts, so no number is missed.
         for (topic, p) in &mine {
