@@ -89,24 +89,48 @@ async fn respond(
     state: &Arc<BrokerState>,
     frame: bytes::Bytes,
     out: &mut BytesMut,
-) -> Result<(), ProtocolError> {
+) -> Result<(), Closing> {
     let prefix = codec::peek_header(&frame)?;
     if let Some(reply) = api_versions_fallback(prefix) {
-        return codec::encode_response(out, ApiKey::ApiVersions, 0, prefix.correlation_id, &reply);
+        return Ok(codec::encode_response(
+            out,
+            ApiKey::ApiVersions,
+            0,
+            prefix.correlation_id,
+            &reply,
+        )?);
     }
     let request = codec::decode_request(frame, &state.config.guard, router::decodable)?;
     let (api_key, version) = (request.api_key, request.version);
     let correlation_id = request.header.correlation_id;
     match router::dispatch(state, request).await {
-        Reply::Response(body) => {
-            codec::encode_response(out, api_key, version, correlation_id, &body)
-        }
-        Reply::None => Ok(()),
-        Reply::Close => Err(ProtocolError::UnsupportedVersion {
-            api: codec::api_name(api_key),
+        Reply::Response(body) => Ok(codec::encode_response(
+            out,
+            api_key,
             version,
+            correlation_id,
+            &body,
+        )?),
+        Reply::None => Ok(()),
+        Reply::Close(reason) => Err(Closing::Handler {
+            api: codec::api_name(api_key),
+            reason,
         }),
     }
+}
+
+/// Why a connection is being closed.
+#[derive(Debug, thiserror::Error)]
+enum Closing {
+    /// The request could not be read or answered.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// A handler asked for the connection to close (as Kafka does for a failed acks=0 produce).
+    #[error("{api}: {reason}")]
+    Handler {
+        api: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// An ApiVersions request newer than we know is answered in v0 with UNSUPPORTED_VERSION and

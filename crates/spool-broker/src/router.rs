@@ -6,6 +6,7 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use spool_protocol::codec::Request;
 
 use crate::handlers;
+use crate::handlers::produce::Outcome;
 use crate::state::BrokerState;
 
 /// The APIs and versions the broker implements: exactly what ApiVersions advertises.
@@ -53,8 +54,8 @@ pub(crate) enum Reply {
     Response(Box<ResponseKind>),
     /// Nothing: Produce with acks=0 gets no response at all.
     None,
-    /// Close the connection (a request the router has no handler for).
-    Close,
+    /// Close the connection, for the reason given.
+    Close(&'static str),
 }
 
 /// Runs the handler for a decoded request.
@@ -66,8 +67,9 @@ pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Repl
             ResponseKind::Metadata(handlers::metadata::handle(state, req, v))
         }
         RequestKind::Produce(req) => match handlers::produce::handle(state, req, v).await {
-            Some(resp) => ResponseKind::Produce(resp),
-            None => return Reply::None,
+            Outcome::Respond(resp) => ResponseKind::Produce(resp),
+            Outcome::Silent => return Reply::None,
+            Outcome::Close => return Reply::Close("acks=0 produce request failed"),
         },
         RequestKind::Fetch(req) => {
             ResponseKind::Fetch(handlers::fetch::handle(state, req, v).await)
@@ -95,7 +97,7 @@ pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Repl
         }
         // `decodable` admits only the APIs above; should another slip through, close the
         // connection rather than answer in a format we never checked.
-        _ => return Reply::Close,
+        _ => return Reply::Close("no handler for this API"),
     };
     Reply::Response(Box::new(response))
 }

@@ -45,6 +45,13 @@ impl Server {
     /// Opens (and if needed recovers) the data directory.
     pub fn open(listener: TcpListener, config: BrokerConfig) -> Result<Self, BrokerError> {
         let bound = local_addr(&listener)?;
+        if bound.ip().is_unspecified() && config.advertised.is_none() {
+            // Clients cannot connect to 0.0.0.0; Kafka refuses this configuration too.
+            return Err(BrokerError::Config(format!(
+                "listening on {bound} needs an advertised address (--advertised HOST:PORT) \
+                 that clients can reach"
+            )));
+        }
         let advertised = config.advertised_for(bound);
         let token = CancellationToken::new();
         let (on_drop, released) = oneshot::channel();

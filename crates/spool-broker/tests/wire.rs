@@ -199,3 +199,166 @@ async fn a_slow_client_sending_one_byte_at_a_time_is_served() {
     );
     broker.shutdown().await.unwrap();
 }
+
+/// Sends `req` at `version` and decodes the answer.
+async fn call<R: kafka_protocol::protocol::Request>(
+    stream: &mut TcpStream,
+    req: R,
+    version: i16,
+) -> R::Response {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(1);
+    let mut body = BytesMut::new();
+    let key = ApiKey::try_from(R::KEY).unwrap();
+    kafka_protocol::protocol::Encodable::encode(
+        &header,
+        &mut body,
+        key.request_header_version(version),
+    )
+    .unwrap();
+    kafka_protocol::protocol::Encodable::encode(&req, &mut body, version).unwrap();
+    stream
+        .write_all(&(body.len() as i32).to_be_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut frame = recv(stream).await.expect("a response");
+    ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
+    <R::Response as Decodable>::decode(&mut frame, version).unwrap()
+}
+
+fn topic_request(
+    name: &str,
+    partitions: i32,
+    rf: i16,
+) -> kafka_protocol::messages::CreateTopicsRequest {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::TopicName;
+    kafka_protocol::messages::CreateTopicsRequest::default().with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(rf),
+    ])
+}
+
+#[tokio::test]
+async fn existing_topics_are_reported_before_other_create_errors() {
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let resp = call(&mut s, topic_request("t", 2, 1), 7).await;
+    assert_eq!(resp.topics[0].error_code, 0);
+    // Kafka answers "already exists" even when the rest of the request is also wrong.
+    let resp = call(&mut s, topic_request("t", 2, 3), 7).await;
+    assert_eq!(resp.topics[0].error_code, 36);
+    let resp = call(&mut s, topic_request("bad name", 1, 1), 7).await;
+    assert_eq!(resp.topics[0].error_code, 17);
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn produce_without_a_batch_is_an_invalid_record_and_acks_0_failures_close_the_connection() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    call(&mut s, topic_request("p", 1, 1), 7).await;
+    let produce = |acks: i16, partition: i32| {
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("p")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(Bytes::new()))])])
+    };
+    let resp = call(&mut s, produce(1, 0), 9).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 87);
+    let resp = call(&mut s, produce(1, 5), 9).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 3);
+    // acks=0 with a failing partition: no answer, the connection is closed.
+    let header = RequestHeader::default()
+        .with_request_api_key(0)
+        .with_request_api_version(9)
+        .with_correlation_id(2);
+    let mut out = BytesMut::new();
+    codec::encode_request(&mut out, &header, &RequestKind::Produce(produce(0, 5))).unwrap();
+    s.write_all(&out).await.unwrap();
+    assert!(recv(&mut s).await.is_none(), "connection should be closed");
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn list_offsets_special_timestamps_follow_their_versions() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, TopicName};
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    call(&mut s, topic_request("l", 1, 1), 7).await;
+    let req = |ts: i64| {
+        ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("l")))
+            .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(ts)])])
+    };
+    let code =
+        |r: kafka_protocol::messages::ListOffsetsResponse| r.topics[0].partitions[0].error_code;
+    assert_eq!(code(call(&mut s, req(-3), 6).await), 35);
+    assert_eq!(code(call(&mut s, req(-3), 7).await), 0);
+    assert_eq!(code(call(&mut s, req(-4), 7).await), 35);
+    assert_eq!(code(call(&mut s, req(-9), 10).await), 35);
+    let latest = call(&mut s, req(-1), 10).await;
+    assert_eq!(
+        (
+            latest.topics[0].partitions[0].offset,
+            latest.topics[0].partitions[0].leader_epoch
+        ),
+        (0, 0)
+    );
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn init_producer_id_hands_out_fresh_ids_without_a_transactional_id() {
+    use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let first = call(
+        &mut s,
+        InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+        4,
+    )
+    .await;
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let again = call(
+        &mut s,
+        InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(7))
+            .with_producer_epoch(3),
+        4,
+    )
+    .await;
+    assert_eq!(again.error_code, 0);
+    assert_ne!(again.producer_id, first.producer_id);
+    assert_eq!(again.producer_epoch, 0);
+    let bad = call(
+        &mut s,
+        InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(7))
+            .with_producer_epoch(-1),
+        4,
+    )
+    .await;
+    assert_eq!(bad.error_code, 42);
+    broker.shutdown().await.unwrap();
+}

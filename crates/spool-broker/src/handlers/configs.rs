@@ -56,12 +56,18 @@ pub(crate) fn describe_configs(
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
             let wanted = |name: &str| {
+                // Null or empty both mean every config (Kafka's ConfigHelper).
                 res.configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
             };
             match res.resource_type {
                 RESOURCE_TOPIC => {
+                    if let Err(e) = topic_config::validate_name(&res.resource_name) {
+                        return result
+                            .with_error_code(ResponseError::InvalidTopicException.code())
+                            .with_error_message(Some(text(e)));
+                    }
                     let Some(meta) = state.logs.topic(&res.resource_name) else {
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())

@@ -3,6 +3,7 @@
 //! Fetch sessions (KIP-227) are declined by answering session id 0, which every client
 //! handles by sending full fetch requests.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use tokio::time::Instant;
 use super::log_error_code;
 use crate::state::BrokerState;
 
+/// Kafka's `fetch.max.bytes` default: the most one fetch response carries (55 MiB).
+const FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
+
 struct Slot {
     topic: usize,
     partition: i32,
@@ -30,13 +34,17 @@ pub(crate) async fn handle(
     req: FetchRequest,
     version: i16,
 ) -> FetchResponse {
-    if req.session_id != 0 {
+    // We never create sessions. A full fetch (epoch 0 or -1) is served whatever id it names,
+    // which closes that session in Kafka's terms; an incremental one names a session we lack.
+    if req.session_epoch > 0 {
         return FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
     let by_id = version >= 13;
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut slots = Vec::new();
+    // Kafka keys a fetch by partition, so a partition named twice is read once.
+    let mut seen = HashSet::new();
     for (t, topic) in req.topics.into_iter().enumerate() {
         let meta = if by_id {
             state
@@ -49,7 +57,15 @@ pub(crate) async fn handle(
                 .topic(&topic.topic.0)
                 .ok_or(ResponseError::UnknownTopicOrPartition)
         };
+        let key = if by_id {
+            topic.topic_id.to_string()
+        } else {
+            topic.topic.0.to_string()
+        };
         for p in &topic.partitions {
+            if !seen.insert((key.clone(), p.partition)) {
+                continue;
+            }
             let log = meta.clone().and_then(|m| {
                 state
                     .logs
@@ -70,12 +86,9 @@ pub(crate) async fn handle(
                 .with_topic_id(topic.topic_id),
         );
     }
-    let max_bytes = if req.max_bytes > 0 {
-        req.max_bytes as usize
-    } else {
-        usize::MAX
-    };
-    let min_bytes = req.min_bytes.max(0) as usize;
+    // Kafka caps a response at min(request max_bytes, fetch.max.bytes) and min_bytes at that.
+    let max_bytes = (req.max_bytes.max(0) as usize).min(FETCH_MAX_BYTES);
+    let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     // Subscribe before the first read so an append between read and wait still wakes us.
     let mut watches: Vec<watch::Receiver<i64>> = slots
@@ -121,8 +134,9 @@ fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, boo
                 .with_preferred_read_replica(BrokerId(-1));
             let log = match &slot.log {
                 Ok(log) => log,
+                // An unknown partition is answered but, as in Kafka, does not end a long poll:
+                // only the readable partitions decide when to answer.
                 Err(code) => {
-                    errors = true;
                     return data
                         .with_error_code(code.code())
                         .with_high_watermark(-1)
@@ -136,10 +150,12 @@ fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, boo
                 .with_last_stable_offset(offsets.high_watermark)
                 .with_log_start_offset(offsets.log_start_offset);
             let room = max_bytes.saturating_sub(total).min(slot.max_bytes);
-            if room == 0 {
+            // Until some partition has returned data, the first batch is returned whatever the
+            // limits (KIP-74), so a consumer can always make progress.
+            if room == 0 && total > 0 {
                 return data.with_records(Some(Default::default()));
             }
-            match log.read(slot.offset, room) {
+            match log.read(slot.offset, room.max(1)) {
                 // Only the first batch of the whole response may exceed the limits (KIP-74).
                 Ok(bytes) if bytes.len() > room && total > 0 => {
                     data.with_records(Some(Default::default()))
@@ -154,7 +170,11 @@ fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, boo
                         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
                         ref other => log_error_code(other),
                     };
+                    // Kafka reports unknown offsets (-1) alongside a read error.
                     data.with_error_code(code.code())
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
                         .with_records(Some(Default::default()))
                 }
             }

@@ -10,17 +10,24 @@ pub(crate) fn handle(state: &BrokerState, req: InitProducerIdRequest) -> InitPro
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| id.0.is_empty())
+    {
+        return resp.with_error_code(ResponseError::InvalidRequest.code());
+    }
     if req.transactional_id.is_some() {
         // No transaction coordinator yet: refuse clearly instead of handing out an id the
         // transactional APIs could never use.
         return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
-    // A producer asking to bump its epoch (KIP-360) keeps its id while the epoch has room.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        return resp
-            .with_producer_id(req.producer_id)
-            .with_producer_epoch(req.producer_epoch + 1);
+    // An id without an epoch, or the reverse, is malformed (KafkaApis checks this first).
+    if (req.producer_id.0 == -1) != (req.producer_epoch == -1) {
+        return resp.with_error_code(ResponseError::InvalidRequest.code());
     }
+    // Without a transactional id Kafka hands out a fresh id at epoch 0 whatever the request
+    // names; idempotent producers bump epochs on their own.
     match state.producer_ids.next() {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {

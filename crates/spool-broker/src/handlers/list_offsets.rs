@@ -40,14 +40,30 @@ pub(crate) fn handle(
                         .as_ref()
                         .and_then(|m| state.logs.partition(&m.name, p.partition_index));
                     let Some(log) = log else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return resp
+                            .with_leader_epoch(-1)
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    // Special timestamps exist from a version on (Kafka's ListOffsets table);
+                    // anything else negative is not a lookup Kafka knows.
+                    let known = match p.timestamp {
+                        LATEST | EARLIEST => true,
+                        MAX_TIMESTAMP => version >= 7,
+                        EARLIEST_LOCAL => version >= 8,
+                        LATEST_TIERED => version >= 9,
+                        ts => ts >= 0,
+                    };
+                    if !known {
+                        return resp
+                            .with_leader_epoch(-1)
+                            .with_error_code(ResponseError::UnsupportedVersion.code());
+                    }
                     let offsets = log.offsets();
                     match p.timestamp {
                         LATEST => resp.with_offset(offsets.high_watermark),
                         EARLIEST | EARLIEST_LOCAL => resp.with_offset(offsets.log_start_offset),
-                        // No tiered storage: nothing is tiered.
-                        LATEST_TIERED => resp,
+                        // No tiered storage: nothing is tiered, and no epoch either.
+                        LATEST_TIERED => resp.with_leader_epoch(-1),
                         MAX_TIMESTAMP => match log.max_timestamp() {
                             Ok(Some((offset, ts))) => resp.with_offset(offset).with_timestamp(ts),
                             Ok(None) => resp,
@@ -60,7 +76,7 @@ pub(crate) fn handle(
                             Ok(None) => resp,
                             Err(e) => resp.with_error_code(log_error_code(&e).code()),
                         },
-                        _ => resp.with_error_code(ResponseError::InvalidRequest.code()),
+                        _ => resp,
                     }
                 })
                 .collect();

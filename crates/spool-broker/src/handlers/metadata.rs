@@ -37,6 +37,12 @@ pub(crate) fn handle(state: &BrokerState, req: MetadataRequest, version: i16) ->
                     Ok(meta) => topic(state, &meta),
                     Err(code) => failed(Some(name), uuid::Uuid::nil(), code),
                 },
+                // Topic ids in Metadata requests are valid from v12 only.
+                None if version < 12 => failed(
+                    Some(TopicName(text(""))),
+                    t.topic_id,
+                    ResponseError::InvalidRequest,
+                ),
                 None => match state.logs.topic_by_id(*t.topic_id.as_bytes()) {
                     Some(meta) => topic(state, &meta),
                     None => failed(None, t.topic_id, ResponseError::UnknownTopicId),

@@ -54,6 +54,9 @@ pub(crate) fn find_or_create(
     if let Some(meta) = state.logs.topic(name) {
         return Ok(meta);
     }
+    if spool_log::topic_config::validate_name(name).is_err() {
+        return Err(ResponseError::InvalidTopicException);
+    }
     if !(allow_create && state.config.auto_create_topics) {
         return Err(ResponseError::UnknownTopicOrPartition);
     }

@@ -8,19 +8,25 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use spool_log::{PartitionLog, TopicMeta};
-use spool_protocol::batch::BatchHeader;
+use spool_protocol::batch::{BatchError, BatchHeader};
+use spool_protocol::compression::Compression;
 use tracing::debug;
 
 use super::{find_or_create, log_error_code, text};
 use crate::server::now_ms;
 use crate::state::BrokerState;
 
-/// Returns `None` for acks=0, which Kafka never answers.
-pub(crate) async fn handle(
-    state: &Arc<BrokerState>,
-    req: ProduceRequest,
-    version: i16,
-) -> Option<ProduceResponse> {
+/// What the connection does with a produce request's result.
+pub(crate) enum Outcome {
+    /// Send the response.
+    Respond(ProduceResponse),
+    /// acks=0 and all went well: send nothing.
+    Silent,
+    /// acks=0 and a partition failed: close the connection, as Kafka does.
+    Close,
+}
+
+pub(crate) async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16) -> Outcome {
     let acks = req.acks;
     let acks_valid = matches!(acks, -1..=1);
     let mut to_sync: Vec<(Arc<PartitionLog>, i64, usize, usize)> = Vec::new();
@@ -39,12 +45,10 @@ pub(crate) async fn handle(
         for data in topic_data.partition_data {
             let outcome = if !acks_valid {
                 Err((ResponseError::InvalidRequiredAcks, None))
-            } else if req.transactional_id.is_some() {
-                Err((ResponseError::TransactionalIdAuthorizationFailed, None))
             } else {
                 match &meta {
                     Err(code) => Err((*code, None)),
-                    Ok(meta) => append(state, meta, data.index, data.records),
+                    Ok(meta) => append(state, meta, data.index, data.records, version),
                 }
             };
             let resp = PartitionProduceResponse::default().with_index(data.index);
@@ -82,9 +86,18 @@ pub(crate) async fn handle(
         }
     }
     if acks == 0 {
-        return None;
+        // acks=0 gets no answer; Kafka closes the connection instead when a partition failed,
+        // which is how such producers learn to refresh their metadata.
+        let failed = responses
+            .iter()
+            .any(|t| t.partition_responses.iter().any(|p| p.error_code != 0));
+        return if failed {
+            Outcome::Close
+        } else {
+            Outcome::Silent
+        };
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    Outcome::Respond(ProduceResponse::default().with_responses(responses))
 }
 
 type Appended = (Arc<PartitionLog>, spool_log::AppendInfo);
@@ -94,14 +107,31 @@ fn append(
     meta: &TopicMeta,
     partition: i32,
     records: Option<bytes::Bytes>,
+    version: i16,
 ) -> Result<Appended, (ResponseError, Option<String>)> {
     let log = state
         .logs
         .partition(&meta.name, partition)
         .ok_or((ResponseError::UnknownTopicOrPartition, None))?;
     let records = records.unwrap_or_default();
-    let header = BatchHeader::parse(&records)
-        .map_err(|e| (ResponseError::CorruptMessage, Some(e.to_string())))?;
+    // Kafka's ProduceRequest.validateRecords: a missing batch or an old format is an invalid
+    // request (not retriable); a bad length or CRC is corruption (retriable).
+    if records.is_empty() {
+        return Err((
+            ResponseError::InvalidRecord,
+            Some("produce requests must contain exactly one record batch per partition".into()),
+        ));
+    }
+    let header = BatchHeader::parse(&records).map_err(|e| match e {
+        BatchError::UnsupportedMagic(_) => (ResponseError::InvalidRecord, Some(e.to_string())),
+        _ => (ResponseError::CorruptMessage, Some(e.to_string())),
+    })?;
+    if header.compression() == Compression::Zstd && version < 7 {
+        return Err((
+            ResponseError::UnsupportedCompressionType,
+            Some("zstd needs Produce v7 or later".into()),
+        ));
+    }
     if header.total_len() != records.len() {
         return Err((
             ResponseError::InvalidRecord,

@@ -52,6 +52,17 @@ pub(crate) fn create_topics(
                     format!("Create topics request from client contains duplicate topic {name}"),
                 );
             }
+            // Kafka checks the name and existence before anything else, so "create if missing"
+            // tools see TOPIC_ALREADY_EXISTS whatever else the request says.
+            if let Err(e) = topic_config::validate_name(&name) {
+                return fail(ResponseError::InvalidTopicException, e);
+            }
+            if state.logs.topic(&name).is_some() {
+                return fail(
+                    ResponseError::TopicAlreadyExists,
+                    format!("Topic '{name}' already exists."),
+                );
+            }
             let partitions = if !topic.assignments.is_empty() {
                 if topic.num_partitions != -1 || topic.replication_factor != -1 {
                     return fail(
@@ -110,16 +121,7 @@ pub(crate) fn create_topics(
                 }
                 configs.insert(c.name.to_string(), value.to_string());
             }
-            if state.logs.topic(&name).is_some() {
-                return fail(
-                    ResponseError::TopicAlreadyExists,
-                    format!("Topic '{name}' already exists."),
-                );
-            }
             let meta = if req.validate_only {
-                if let Err(e) = topic_config::validate_name(&name) {
-                    return fail(ResponseError::InvalidTopicException, e);
-                }
                 None
             } else {
                 match state.logs.create_topic(&name, partitions, configs.clone()) {
@@ -186,6 +188,14 @@ pub(crate) fn delete_topics(
             let result = DeletableTopicResult::default()
                 .with_name(name.clone())
                 .with_topic_id(id);
+            // Name or id, exactly one of them (Kafka's ControllerApis.deleteTopics).
+            if name.is_some() != id.is_nil() {
+                return result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(text(
+                        "name a topic by exactly one of its name and its id",
+                    )));
+            }
             let Some(meta) = meta else {
                 let code = if name.is_some() {
                     ResponseError::UnknownTopicOrPartition
