@@ -259,6 +259,14 @@ fn user_mistakes_get_one_readable_line_and_a_failure_code() {
             "has no partition 7",
         ),
         (
+            vec!["produce", "dup", "--partition", "9", "-b", b],
+            "has no partition 9",
+        ),
+        (
+            vec!["consume", "bad/name", "-b", b],
+            "INVALID_TOPIC_EXCEPTION",
+        ),
+        (
             vec!["topics", "list", "-b", "127.0.0.1:1"],
             "cannot reach the cluster at 127.0.0.1:1",
         ),

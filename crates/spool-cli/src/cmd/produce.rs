@@ -50,6 +50,20 @@ pub fn parse_compression(s: &str) -> Result<Compression, String> {
 /// Reads stdin to the end, sending each line; fails if any record is not acknowledged.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = args.connect.client().await?;
+    // Fail at once on a topic the cluster neither has nor creates, instead of letting the
+    // producer wait max.block.ms for it (this also auto-creates it where the broker does).
+    let topic = client
+        .topic(&args.topic)
+        .await
+        .with_context(|| format!("topic {:?} is not available", args.topic))?;
+    if let Some(p) = args.partition {
+        anyhow::ensure!(
+            p >= 0 && p < topic.partition_count(),
+            "topic {:?} has no partition {p} (it has {})",
+            args.topic,
+            topic.partition_count()
+        );
+    }
     let config = ProducerConfig {
         acks: args.acks,
         // Idempotence needs acks=all; with weaker acks the user asked for less.
