@@ -10,6 +10,13 @@ use spool_client::{
     ProducerConfig, ProducerRecord, ResponseError,
 };
 
+/// A broker on an existing data directory, as after a restart.
+async fn restart(dir: &std::path::Path) -> EmbeddedBroker {
+    EmbeddedBroker::start_with(BrokerConfig::new(dir), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
 async fn client(broker: &EmbeddedBroker) -> Client {
     Client::connect(ClientConfig::new(&broker.bootstrap()))
         .await
@@ -154,12 +161,7 @@ async fn restart_keeps_topics_configs_and_data() {
     let before = produce_n(&c, "kept", 100, Acks::Leader).await;
     let dir = broker.shutdown().await.unwrap().expect("temp dir");
 
-    let broker = EmbeddedBroker::start_with(
-        BrokerConfig::new(dir.path()),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let broker = restart(dir.path()).await;
     let c = client(&broker).await;
     let topics = c.admin().describe_topics(&["kept"]).await.unwrap();
     assert_eq!(topics[0].partitions.len(), 2);
@@ -199,12 +201,7 @@ async fn a_broker_dropped_without_shutdown_keeps_every_acknowledged_record() {
     let acked = produce_n(&c, "crash", 300, Acks::All).await;
     let dir = broker.abort().await.expect("temp dir");
 
-    let broker = EmbeddedBroker::start_with(
-        BrokerConfig::new(dir.path()),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let broker = restart(dir.path()).await;
     let c = client(&broker).await;
     let records = read_all(&c, "crash", 3, 300).await;
     let mut got: Vec<(i32, i64)> = records.iter().map(|r| (r.partition, r.offset)).collect();
