@@ -362,3 +362,47 @@ async fn init_producer_id_hands_out_fresh_ids_without_a_transactional_id() {
     assert_eq!(bad.error_code, 42);
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn zstd_batches_need_produce_v7_and_fetch_v10() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
+    use spool_protocol::compression::Compression;
+    use spool_protocol::records::BatchBuilder;
+
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    call(&mut s, topic_request("z", 1, 1), 7).await;
+    let mut builder = BatchBuilder::new(1 << 20);
+    assert!(builder.try_append(1, None, Some(b"zstd value"), &[]));
+    let batch = builder.build(-1, -1, -1, Compression::Zstd).unwrap();
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("z")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let old = call(&mut s, produce.clone(), 6).await;
+    assert_eq!(old.responses[0].partition_responses[0].error_code, 76);
+    let new = call(&mut s, produce, 7).await;
+    assert_eq!(new.responses[0].partition_responses[0].error_code, 0);
+
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("z")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let old = call(&mut s, fetch.clone(), 9).await;
+    assert_eq!(old.responses[0].partitions[0].error_code, 76);
+    let new = call(&mut s, fetch, 12).await;
+    let p = &new.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert!(!p.records.as_ref().unwrap().is_empty());
+    broker.shutdown().await.unwrap();
+}

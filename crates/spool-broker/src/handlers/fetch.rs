@@ -12,6 +12,8 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use spool_log::{LogError, PartitionLog};
+use spool_protocol::batch::Batches;
+use spool_protocol::compression::Compression;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -99,7 +101,7 @@ pub(crate) async fn handle(
         for w in &mut watches {
             w.borrow_and_update();
         }
-        let (partitions, bytes, errors) = read_all(&slots, max_bytes);
+        let (partitions, bytes, errors) = read_all(&slots, max_bytes, version);
         let done = bytes >= min_bytes
             || errors
             || Instant::now() >= deadline
@@ -122,7 +124,7 @@ pub(crate) async fn handle(
 }
 
 /// Reads every slot; returns the partition answers, the record bytes and whether any errored.
-fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, bool) {
+fn read_all(slots: &[Slot], max_bytes: usize, version: i16) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
     let answers = slots
@@ -160,6 +162,12 @@ fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, boo
                 Ok(bytes) if bytes.len() > room && total > 0 => {
                     data.with_records(Some(Default::default()))
                 }
+                // Clients that fetch below v10 cannot read zstd (Kafka refuses them the same way).
+                Ok(bytes) if version < 10 && has_zstd(&bytes) => {
+                    errors = true;
+                    data.with_error_code(ResponseError::UnsupportedCompressionType.code())
+                        .with_records(Some(Default::default()))
+                }
                 Ok(bytes) => {
                     total += bytes.len();
                     data.with_records(Some(bytes))
@@ -181,4 +189,11 @@ fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, boo
         })
         .collect();
     (answers, total, errors)
+}
+
+/// True when any whole batch in `bytes` is zstd-compressed (headers only).
+fn has_zstd(bytes: &[u8]) -> bool {
+    Batches::new(bytes)
+        .filter_map(Result::ok)
+        .any(|(h, _)| h.compression() == Compression::Zstd)
 }
