@@ -266,6 +266,12 @@ fn user_mistakes_get_one_readable_line_and_a_failure_code() {
             vec!["consume", "bad/name", "-b", b],
             "INVALID_TOPIC_EXCEPTION",
         ),
+        // Consuming never creates a topic; producing does, where the broker allows it.
+        (
+            vec!["consume", "fresh", "-b", b],
+            "UNKNOWN_TOPIC_OR_PARTITION",
+        ),
+        (vec!["produce", "fresh", "-b", b], ""),
         (
             vec!["topics", "list", "-b", "127.0.0.1:1"],
             "cannot reach the cluster at 127.0.0.1:1",

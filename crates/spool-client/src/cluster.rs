@@ -244,7 +244,7 @@ impl Client {
 
     /// Like [`Client::topic`], letting the broker auto-create the topic when `auto_create`
     /// (and the broker's `auto.create.topics.enable`) allow it.
-    pub(crate) async fn topic_with(&self, name: &str, auto_create: bool) -> Result<Arc<TopicInfo>> {
+    pub async fn topic_with(&self, name: &str, auto_create: bool) -> Result<Arc<TopicInfo>> {
         if let Some(t) = self.cached_topic(name) {
             return Ok(t);
         }

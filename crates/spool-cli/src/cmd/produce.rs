@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Fail at once on a topic the cluster neither has nor creates, instead of letting the
     // producer wait max.block.ms for it (this also auto-creates it where the broker does).
     let topic = client
-        .topic(&args.topic)
+        .topic_with(&args.topic, true)
         .await
         .with_context(|| format!("topic {:?} is not available", args.topic))?;
     if let Some(p) = args.partition {

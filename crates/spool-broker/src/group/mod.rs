@@ -1,0 +1,38 @@
+//! The classic consumer-group coordinator (JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup) as a pure state machine: requests and timer ticks in,
+//! responses out, no I/O and no clock.
+//!
+//! ```text
+//! network layer                         group::Group (one per group id)
+//!   JoinGroup  --JoinRequest{request_id}-->  join(req, now)  --> Vec<Action>
+//!   SyncGroup  --SyncRequest{request_id}-->  sync(req, now)  --> Vec<Action>
+//!   Heartbeat  --HeartbeatRequest------->  heartbeat(req, now) -> ErrorCode
+//!   LeaveGroup --Vec<LeaveMember>------->  leave(members, now) -> LeaveOutcome
+//!   timer at next_deadline() ----------->  tick(now)       --> Vec<Action>
+//!   Action::Join/Sync{request_id, response} -> the connection parked on request_id
+//! ```
+//! JoinGroup and SyncGroup answers are delayed until the rebalance moves on,
+//! so they come back as [`Action`]s naming the request they answer. Every
+//! request id handed in is answered exactly once.
+//!
+//! Non-goals for now: offsets, persistence of group metadata, the KIP-848
+//! consumer protocol, JoinGroup v9 `skip_assignment`.
+
+mod coordinator;
+mod member;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+// The re-exports are unused until the network layer uses them.
+#[allow(unused_imports)]
+pub use coordinator::Group;
+#[allow(unused_imports)]
+pub use member::Member;
+#[allow(unused_imports)]
+pub use types::{
+    Action, ErrorCode, GroupConfig, GroupState, HeartbeatRequest, JoinMember, JoinRequest,
+    JoinResponse, LeaveMember, LeaveMemberResult, LeaveOutcome, RequestId, SyncRequest,
+    SyncResponse,
+};
