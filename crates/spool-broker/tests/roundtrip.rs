@@ -350,3 +350,28 @@ async fn a_parked_long_poll_does_not_delay_a_producer_on_the_same_client() {
     drop(consumer);
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn compacted_topics_refuse_keyless_records() {
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let c = client(&broker).await;
+    c.admin()
+        .create_topics(vec![
+            NewTopic::new("compacted", 1, 1).config("cleanup.policy", "compact")
+        ])
+        .await
+        .unwrap();
+    let producer = c.producer(ProducerConfig::default()).unwrap();
+    let keyed = producer
+        .send_and_wait(ProducerRecord::new("compacted", "v").key("k"))
+        .await
+        .unwrap();
+    assert_eq!(keyed.offset, 0);
+    let err = producer
+        .send_and_wait(ProducerRecord::new("compacted", "no key"))
+        .await
+        .unwrap_err();
+    assert!(err.is(ResponseError::InvalidRecord), "{err}");
+    producer.close().await.ok();
+    broker.shutdown().await.unwrap();
+}

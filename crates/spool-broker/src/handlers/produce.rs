@@ -10,6 +10,7 @@ use kafka_protocol::ResponseError;
 use spool_log::{PartitionLog, TopicMeta};
 use spool_protocol::batch::{BatchError, BatchHeader};
 use spool_protocol::compression::Compression;
+use spool_protocol::records;
 use tracing::debug;
 
 use super::{find_or_create, log_error_code, text};
@@ -144,6 +145,9 @@ fn append(
             Some("transactions are not supported yet".into()),
         ));
     }
+    if is_compacted(meta) {
+        check_keys(&header, &records, log.config().max_message_bytes as usize)?;
+    }
     // The only copy of the records on the produce path: the header is rewritten in place.
     let batch = BytesMut::from(&records[..]);
     match log.append(batch, now_ms()) {
@@ -153,4 +157,33 @@ fn append(
             Err((log_error_code(&e), Some(e.to_string())))
         }
     }
+}
+
+fn is_compacted(meta: &TopicMeta) -> bool {
+    meta.configs
+        .get("cleanup.policy")
+        .is_some_and(|p| p.split(',').any(|x| x.trim() == "compact"))
+}
+
+/// A compacted topic keeps the last record per key, so Kafka refuses keyless records there.
+/// This is the one produce path that decodes records, and only on compacted topics.
+fn check_keys(
+    header: &BatchHeader,
+    records: &bytes::Bytes,
+    max_message_bytes: usize,
+) -> Result<(), (ResponseError, Option<String>)> {
+    // Decompressed records may be larger than the batch; bound them all the same.
+    let cap = max_message_bytes.saturating_mul(64).max(1 << 20);
+    let iter = records::decode_batch(header, records, cap)
+        .map_err(|e| (ResponseError::CorruptMessage, Some(e.to_string())))?;
+    for record in iter {
+        let record = record.map_err(|e| (ResponseError::CorruptMessage, Some(e.to_string())))?;
+        if record.key.is_none() {
+            return Err((
+                ResponseError::InvalidRecord,
+                Some("Compacted topic cannot accept message without key.".into()),
+            ));
+        }
+    }
+    Ok(())
 }
