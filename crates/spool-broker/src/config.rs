@@ -26,6 +26,12 @@ pub struct BrokerConfig {
     /// Most partitions one topic may have; CreateTopics and CreatePartitions above it fail
     /// with INVALID_PARTITIONS rather than creating that many directories.
     pub max_partitions_per_topic: i32,
+    /// Consumer-group timeouts and limits (group.min/max.session.timeout.ms,
+    /// group.initial.rebalance.delay.ms, group.max.size).
+    pub group: crate::group::GroupConfig,
+    /// How long committed offsets of an empty group are kept (offsets.retention.minutes,
+    /// default 7 days).
+    pub offsets_retention_ms: i64,
     /// How often retention runs (`log.retention.check.interval.ms`, default 5 minutes).
     pub retention_check_interval_ms: u64,
 }
@@ -43,6 +49,8 @@ impl BrokerConfig {
             max_connections: 10_000,
             guard: Default::default(),
             max_partitions_per_topic: 10_000,
+            group: Default::default(),
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_check_interval_ms: 300_000,
         }
     }

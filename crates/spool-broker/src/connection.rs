@@ -58,7 +58,7 @@ pub(crate) async fn serve(state: Arc<BrokerState>, socket: TcpStream, peer: Sock
                 return;
             }
         };
-        match respond(&state, frame.freeze(), &mut outbox).await {
+        match respond(&state, frame.freeze(), &mut outbox, peer).await {
             Ok(()) => {}
             Err(e) => {
                 warn!(%peer, "closing connection: {e}");
@@ -89,6 +89,7 @@ async fn respond(
     state: &Arc<BrokerState>,
     frame: bytes::Bytes,
     out: &mut BytesMut,
+    peer: SocketAddr,
 ) -> Result<(), Closing> {
     let prefix = codec::peek_header(&frame)?;
     if let Some(reply) = api_versions_fallback(prefix) {
@@ -103,7 +104,7 @@ async fn respond(
     let request = codec::decode_request(frame, &state.config.guard, router::decodable)?;
     let (api_key, version) = (request.api_key, request.version);
     let correlation_id = request.header.correlation_id;
-    match router::dispatch(state, request).await {
+    match router::dispatch(state, request, peer).await {
         Reply::Response(body) => Ok(codec::encode_response(
             out,
             api_key,

@@ -12,8 +12,7 @@ pub mod config;
 mod connection;
 pub mod embedded;
 pub mod error;
-#[allow(dead_code)] // wired to the network in the consumer-group work
-mod group;
+pub mod group;
 mod handlers;
 mod producer_ids;
 mod router;

@@ -1,5 +1,6 @@
 //! API key -> handler, and the version ranges this broker implements (and so advertises).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -27,6 +28,17 @@ pub fn supported_versions() -> &'static [(ApiKey, i16, i16)] {
         (ApiKey::DescribeConfigs, 1, 4),
         (ApiKey::CreatePartitions, 0, 3),
         (ApiKey::DescribeCluster, 0, 2),
+        (ApiKey::FindCoordinator, 0, 6),
+        (ApiKey::JoinGroup, 0, 9),
+        (ApiKey::SyncGroup, 0, 5),
+        (ApiKey::Heartbeat, 0, 4),
+        (ApiKey::LeaveGroup, 0, 5),
+        (ApiKey::OffsetCommit, 2, 9),
+        (ApiKey::OffsetFetch, 1, 9),
+        (ApiKey::DescribeGroups, 0, 6),
+        (ApiKey::ListGroups, 0, 5),
+        (ApiKey::DeleteGroups, 0, 2),
+        (ApiKey::OffsetDelete, 0, 0),
     ]
 }
 
@@ -59,8 +71,18 @@ pub(crate) enum Reply {
 }
 
 /// Runs the handler for a decoded request.
-pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Reply {
+pub(crate) async fn dispatch(
+    state: &Arc<BrokerState>,
+    request: Request,
+    peer: SocketAddr,
+) -> Reply {
     let v = request.version;
+    let client_id = request
+        .header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     let response = match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
         RequestKind::Metadata(req) => {
@@ -94,6 +116,39 @@ pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Repl
         }
         RequestKind::InitProducerId(req) => {
             ResponseKind::InitProducerId(handlers::init_producer_id::handle(state, req))
+        }
+        RequestKind::FindCoordinator(req) => {
+            ResponseKind::FindCoordinator(handlers::groups::find_coordinator(state, req, v))
+        }
+        RequestKind::JoinGroup(req) => ResponseKind::JoinGroup(
+            handlers::groups::join_group(state, req, v, client_id, format!("/{}", peer.ip())).await,
+        ),
+        RequestKind::SyncGroup(req) => {
+            ResponseKind::SyncGroup(handlers::groups::sync_group(state, req, v).await)
+        }
+        RequestKind::Heartbeat(req) => {
+            ResponseKind::Heartbeat(handlers::groups::heartbeat(state, req))
+        }
+        RequestKind::LeaveGroup(req) => {
+            ResponseKind::LeaveGroup(handlers::groups::leave_group(state, req, v))
+        }
+        RequestKind::OffsetCommit(req) => {
+            ResponseKind::OffsetCommit(handlers::groups::offset_commit(state, req).await)
+        }
+        RequestKind::OffsetFetch(req) => {
+            ResponseKind::OffsetFetch(handlers::groups::offset_fetch(state, req, v))
+        }
+        RequestKind::DescribeGroups(req) => {
+            ResponseKind::DescribeGroups(handlers::groups::describe_groups(state, req, v))
+        }
+        RequestKind::ListGroups(req) => {
+            ResponseKind::ListGroups(handlers::groups::list_groups(state, req))
+        }
+        RequestKind::DeleteGroups(req) => {
+            ResponseKind::DeleteGroups(handlers::groups::delete_groups(state, req).await)
+        }
+        RequestKind::OffsetDelete(req) => {
+            ResponseKind::OffsetDelete(handlers::groups::offset_delete(state, req).await)
         }
         // `decodable` admits only the APIs above; should another slip through, close the
         // connection rather than answer in a format we never checked.

@@ -92,6 +92,7 @@ impl Server {
         // Owned by this future: if it is dropped (an aborted embedded broker), so are they.
         let mut background = JoinSet::new();
         background.spawn(retention_loop(state.clone()));
+        background.spawn(group_timers(state.clone()));
         let limit = Arc::new(Semaphore::new(state.config.max_connections));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
@@ -139,6 +140,16 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, BrokerError> {
     })
 }
 
+/// Session and rebalance timeouts of consumer groups.
+async fn group_timers(state: Arc<BrokerState>) {
+    let mut tick = tokio::time::interval(crate::group::manager::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.groups.tick(now_ms());
+    }
+}
+
 /// Retention every `retention_check_interval_ms`, and the time-based flush policy (`flush.ms`)
 /// every second.
 async fn retention_loop(state: Arc<BrokerState>) {
@@ -157,6 +168,9 @@ async fn retention_loop(state: Arc<BrokerState>) {
         let _ = tokio::task::spawn_blocking(move || {
             if retention {
                 state.logs.enforce_retention(now_ms());
+                state
+                    .groups
+                    .expire_offsets(now_ms(), state.config.offsets_retention_ms);
             } else {
                 state.logs.flush_due(now_ms());
             }

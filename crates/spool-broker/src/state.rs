@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::group::manager::GroupManager;
 use crate::producer_ids::ProducerIds;
 
 /// Shared broker state.
@@ -16,6 +17,8 @@ pub(crate) struct BrokerState {
     pub config: BrokerConfig,
     pub logs: LogManager,
     pub producer_ids: ProducerIds,
+    /// Consumer groups and their committed offsets.
+    pub groups: GroupManager,
     pub cluster_id: String,
     /// Host and port clients are told to connect to.
     pub advertised: (String, u16),
@@ -44,10 +47,13 @@ impl BrokerState {
         let producer_ids =
             ProducerIds::open(&config.data_dir).map_err(|e| io("reading producer ids", e))?;
         let logs = LogManager::open(&config.data_dir)?;
+        let groups = GroupManager::open(&config.data_dir, config.group.clone())
+            .map_err(|e| io("reading committed offsets", e))?;
         Ok(Arc::new(BrokerState {
             config,
             logs,
             producer_ids,
+            groups,
             cluster_id,
             advertised,
             shutdown,

@@ -63,8 +63,10 @@ async fn api_versions_lists_what_is_implemented() {
         assert_eq!((produce.min_version, produce.max_version), (0, 13));
         let fetch = resp.api_keys.iter().find(|k| k.api_key == 1).unwrap();
         assert_eq!(fetch.min_version, 4);
-        // Nothing we do not implement, e.g. JoinGroup (11) before the consumer-group work.
-        assert!(resp.api_keys.iter().all(|k| k.api_key != 11));
+        // Nothing we do not implement, e.g. the transaction APIs (AddPartitionsToTxn, 24).
+        assert!(resp.api_keys.iter().all(|k| k.api_key != 24));
+        let join = resp.api_keys.iter().find(|k| k.api_key == 11).unwrap();
+        assert_eq!((join.min_version, join.max_version), (0, 9));
     }
     broker.shutdown().await.unwrap();
 }

@@ -19,18 +19,16 @@
 //! consumer protocol, JoinGroup v9 `skip_assignment`.
 
 mod coordinator;
+pub(crate) mod manager;
 mod member;
+pub(crate) mod offsets;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
-// The re-exports are unused until the network layer uses them.
-#[allow(unused_imports)]
 pub use coordinator::Group;
-#[allow(unused_imports)]
 pub use member::Member;
-#[allow(unused_imports)]
 pub use types::{
     Action, ErrorCode, GroupConfig, GroupState, HeartbeatRequest, JoinMember, JoinRequest,
     JoinResponse, LeaveMember, LeaveMemberResult, LeaveOutcome, RequestId, SyncRequest,

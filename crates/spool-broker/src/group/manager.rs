@@ -1,0 +1,227 @@
+//! The async shell around the coordinator state machines: one `Group` per group id, the
+//! connections parked on JoinGroup/SyncGroup, the timer, and the offset store.
+//!
+//! Locks are std mutexes held only while a state machine runs; waiting for a delayed answer
+//! happens on a oneshot receiver after the lock is released.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::offsets::OffsetStore;
+use super::{
+    Action, ErrorCode, Group, GroupConfig, GroupState, JoinRequest, JoinResponse, RequestId,
+    SyncRequest, SyncResponse,
+};
+
+/// How often timers (session expiry, rebalance timeouts) are checked.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+enum Answer {
+    Join(JoinResponse),
+    Sync(SyncResponse),
+}
+
+struct Entry {
+    group: Group,
+    waiting: HashMap<RequestId, oneshot::Sender<Answer>>,
+}
+
+impl Entry {
+    fn deliver(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            let (id, answer) = match action {
+                Action::Join {
+                    request_id,
+                    response,
+                } => (request_id, Answer::Join(response)),
+                Action::Sync {
+                    request_id,
+                    response,
+                } => (request_id, Answer::Sync(response)),
+            };
+            if let Some(tx) = self.waiting.remove(&id) {
+                // The connection may have gone away meanwhile; nothing to do then.
+                let _ = tx.send(answer);
+            }
+        }
+    }
+}
+
+/// All groups this broker coordinates (it coordinates every group: it is the only broker).
+pub(crate) struct GroupManager {
+    config: GroupConfig,
+    groups: Mutex<HashMap<String, Entry>>,
+    next_request: AtomicU64,
+    salt: u64,
+    /// Committed offsets.
+    pub offsets: Arc<OffsetStore>,
+}
+
+impl std::fmt::Debug for GroupManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupManager").finish_non_exhaustive()
+    }
+}
+
+impl GroupManager {
+    pub fn open(data_dir: &Path, config: GroupConfig) -> std::io::Result<Self> {
+        let salt = u64::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        Ok(GroupManager {
+            config,
+            groups: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            salt,
+            offsets: Arc::new(OffsetStore::open(data_dir)?),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry<'a>(&self, groups: &'a mut HashMap<String, Entry>, id: &str) -> &'a mut Entry {
+        groups.entry(id.to_string()).or_insert_with(|| Entry {
+            group: Group::new(id, self.config.clone(), self.salt),
+            waiting: HashMap::new(),
+        })
+    }
+
+    /// JoinGroup: answered when the rebalance lets it be.
+    pub async fn join(
+        &self,
+        group_id: &str,
+        build: impl FnOnce(RequestId) -> JoinRequest,
+        now_ms: i64,
+    ) -> JoinResponse {
+        let id = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed));
+        let req = build(id);
+        let member_id = req.member_id.clone();
+        let rx = {
+            let mut groups = self.lock();
+            let entry = self.entry(&mut groups, group_id);
+            let (tx, rx) = oneshot::channel();
+            entry.waiting.insert(id, tx);
+            let actions = entry.group.join(req, now_ms);
+            entry.deliver(actions);
+            rx
+        };
+        match rx.await {
+            Ok(Answer::Join(r)) => r,
+            _ => JoinResponse::error(&member_id, ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+
+    /// SyncGroup: answered once the leader's assignment is in.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        build: impl FnOnce(RequestId) -> SyncRequest,
+        now_ms: i64,
+    ) -> SyncResponse {
+        let id = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed));
+        let req = build(id);
+        let rx = {
+            let mut groups = self.lock();
+            let Some(entry) = groups.get_mut(group_id) else {
+                return SyncResponse::error(ErrorCode::UnknownMemberId);
+            };
+            let (tx, rx) = oneshot::channel();
+            entry.waiting.insert(id, tx);
+            let actions = entry.group.sync(req, now_ms);
+            entry.deliver(actions);
+            rx
+        };
+        match rx.await {
+            Ok(Answer::Sync(r)) => r,
+            _ => SyncResponse::error(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Runs `f` on the group if it exists (heartbeat, leave, reads), delivering its actions.
+    pub fn with_group<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&mut Group) -> (T, Vec<Action>),
+    ) -> Option<T> {
+        let mut groups = self.lock();
+        let entry = groups.get_mut(group_id)?;
+        let (out, actions) = f(&mut entry.group);
+        entry.deliver(actions);
+        Some(out)
+    }
+
+    /// State and member count of a group, if it exists in memory.
+    pub fn state(&self, group_id: &str) -> Option<(GroupState, usize)> {
+        self.lock()
+            .get(group_id)
+            .map(|e| (e.group.state(), e.group.members().count()))
+    }
+
+    /// Every known group id: live groups and groups with committed offsets.
+    pub fn group_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock().keys().cloned().collect();
+        for g in self.offsets.groups() {
+            if !ids.contains(&g) {
+                ids.push(g);
+            }
+        }
+        ids.sort();
+        ids
+    }
+
+    /// Forgets a group that has no members (DeleteGroups). Returns false when it has some.
+    pub fn remove_if_empty(&self, group_id: &str) -> bool {
+        let mut groups = self.lock();
+        match groups.get_mut(group_id) {
+            Some(e)
+                if e.group.state() != GroupState::Empty && e.group.state() != GroupState::Dead =>
+            {
+                false
+            }
+            Some(e) => {
+                let actions = e.group.mark_dead();
+                e.deliver(actions);
+                groups.remove(group_id);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Advances every group's timers.
+    pub fn tick(&self, now_ms: i64) {
+        let mut groups = self.lock();
+        for entry in groups.values_mut() {
+            let actions = entry.group.tick(now_ms);
+            entry.deliver(actions);
+        }
+    }
+
+    /// Drops committed offsets of groups without members whose newest commit is older than
+    /// `retention_ms` (Kafka's offsets.retention.minutes). Blocking (file write).
+    pub fn expire_offsets(&self, now_ms: i64, retention_ms: i64) {
+        for g in self.offsets.groups() {
+            let empty = self
+                .state(&g)
+                .is_none_or(|(s, n)| n == 0 && matches!(s, GroupState::Empty | GroupState::Dead));
+            let old = self
+                .offsets
+                .last_commit_ms(&g)
+                .is_some_and(|t| now_ms.saturating_sub(t) > retention_ms);
+            if empty && old {
+                if let Err(e) = self.offsets.delete_group(&g) {
+                    tracing::warn!(group = %g, "cannot expire offsets: {e}");
+                }
+            }
+        }
+    }
+}
