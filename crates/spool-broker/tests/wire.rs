@@ -408,3 +408,170 @@ async fn zstd_batches_need_produce_v7_and_fetch_v10() {
     assert!(!p.records.as_ref().unwrap().is_empty());
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_group_lives_joins_syncs_commits_and_is_deleted_over_the_wire() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::*;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = spool_broker::BrokerConfig::new(dir.path());
+    config.group.initial_rebalance_delay_ms = 0;
+    let broker = EmbeddedBroker::start_with(config.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    call(&mut s, topic_request("gt", 2, 1), 7).await;
+    let group = || GroupId(StrBytes::from_static_str("g1"));
+
+    let coordinator = call(
+        &mut s,
+        FindCoordinatorRequest::default()
+            .with_coordinator_keys(vec![StrBytes::from_static_str("g1")]),
+        4,
+    )
+    .await;
+    assert_eq!(coordinator.coordinators[0].error_code, 0);
+    assert_eq!(
+        coordinator.coordinators[0].port as u16,
+        broker.addr().port()
+    );
+
+    let join = |member: StrBytes| {
+        JoinGroupRequest::default()
+            .with_group_id(group())
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(member)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"subscription"))])
+    };
+    // KIP-394: a new member first gets its id...
+    let first = call(&mut s, join(StrBytes::default()), 5).await;
+    assert_eq!(first.error_code, 79);
+    assert!(!first.member_id.is_empty());
+    // ...then joins with it and, alone, leads generation 1.
+    let joined = call(&mut s, join(first.member_id.clone()), 5).await;
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.generation_id, 1);
+    assert_eq!(joined.leader, first.member_id);
+    assert_eq!(joined.members.len(), 1);
+    assert_eq!(
+        joined.members[0].metadata,
+        Bytes::from_static(b"subscription")
+    );
+    assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+
+    let me = joined.member_id.clone();
+    let synced = call(
+        &mut s,
+        SyncGroupRequest::default()
+            .with_group_id(group())
+            .with_generation_id(1)
+            .with_member_id(me.clone())
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(me.clone())
+                .with_assignment(Bytes::from_static(b"assignment"))]),
+        5,
+    )
+    .await;
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(synced.assignment, Bytes::from_static(b"assignment"));
+
+    let heartbeat = |generation: i32| {
+        HeartbeatRequest::default()
+            .with_group_id(group())
+            .with_generation_id(generation)
+            .with_member_id(me.clone())
+    };
+    assert_eq!(call(&mut s, heartbeat(1), 4).await.error_code, 0);
+    assert_eq!(call(&mut s, heartbeat(7), 4).await.error_code, 22);
+
+    let commit = |generation: i32, member: StrBytes| {
+        OffsetCommitRequest::default()
+            .with_group_id(group())
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(member)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("gt")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(1)
+                    .with_committed_offset(42)
+                    .with_committed_metadata(Some(StrBytes::from_static_str(
+                        "m é \"x\"",
+                    )))])])
+    };
+    let stale = call(&mut s, commit(0, me.clone()), 8).await;
+    assert_eq!(stale.topics[0].partitions[0].error_code, 22);
+    let ok = call(&mut s, commit(1, me.clone()), 8).await;
+    assert_eq!(ok.topics[0].partitions[0].error_code, 0);
+
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(group())
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("gt")))
+            .with_partition_indexes(vec![0, 1])]));
+    let fetched = call(&mut s, fetch.clone(), 7).await;
+    let parts = &fetched.topics[0].partitions;
+    assert_eq!(
+        (parts[0].committed_offset, parts[1].committed_offset),
+        (-1, 42)
+    );
+    assert_eq!(parts[1].metadata.as_deref(), Some("m é \"x\""));
+
+    let described = call(
+        &mut s,
+        DescribeGroupsRequest::default().with_groups(vec![group()]),
+        5,
+    )
+    .await;
+    let g = &described.groups[0];
+    assert_eq!(
+        (g.group_state.as_str(), g.protocol_data.as_str()),
+        ("Stable", "range")
+    );
+    assert_eq!(
+        g.members[0].member_assignment,
+        Bytes::from_static(b"assignment")
+    );
+    let listed = call(&mut s, ListGroupsRequest::default(), 4).await;
+    assert!(listed
+        .groups
+        .iter()
+        .any(|l| l.group_id.0.as_str() == "g1" && l.group_state.as_str() == "Stable"));
+
+    let delete = || DeleteGroupsRequest::default().with_groups_names(vec![group()]);
+    assert_eq!(call(&mut s, delete(), 2).await.results[0].error_code, 68);
+    let left = call(
+        &mut s,
+        LeaveGroupRequest::default()
+            .with_group_id(group())
+            .with_members(vec![MemberIdentity::default().with_member_id(me.clone())]),
+        3,
+    )
+    .await;
+    assert_eq!((left.error_code, left.members[0].error_code), (0, 0));
+
+    // Committed offsets survive a restart.
+    drop(s);
+    broker.shutdown().await.unwrap();
+    let broker = EmbeddedBroker::start_with(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let fetched = call(&mut s, fetch.clone(), 7).await;
+    assert_eq!(fetched.topics[0].partitions[1].committed_offset, 42);
+    assert_eq!(call(&mut s, delete(), 2).await.results[0].error_code, 0);
+    let fetched = call(&mut s, fetch, 7).await;
+    assert_eq!(fetched.topics[0].partitions[1].committed_offset, -1);
+    assert_eq!(call(&mut s, delete(), 2).await.results[0].error_code, 69);
+    broker.shutdown().await.unwrap();
+}
