@@ -24,6 +24,8 @@ enum Command {
     Consume(cmd::consume::Args),
     /// Create, list, describe and delete topics.
     Topics(cmd::topics::Args),
+    /// List, describe, reset offsets of and delete consumer groups.
+    Groups(cmd::groups::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +54,7 @@ fn main() -> std::process::ExitCode {
             Command::Produce(args) => cmd::produce::run(args).await,
             Command::Consume(args) => cmd::consume::run(args).await,
             Command::Topics(args) => cmd::topics::run(args).await,
+            Command::Groups(args) => cmd::groups::run(args).await,
         }
     });
     match result {

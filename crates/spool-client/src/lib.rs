@@ -39,15 +39,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not (yet) here: consumer groups, transactions, SASL/TLS, fetch sessions, splitting batches
-//! rejected as too large.
+//! Consumer groups: [`GroupConsumer`] (classic protocol, eager rebalancing, `range` and
+//! `roundrobin` assignors).
+//!
+//! Not (yet) here: cooperative rebalancing and the KIP-848 group protocol, transactions,
+//! SASL/TLS, fetch sessions, splitting batches rejected as too large.
 
 pub mod admin;
+pub mod admin_groups;
 pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 pub mod versions;
@@ -59,11 +64,16 @@ pub use admin::{
     Admin, ClusterDescription, ConfigEntry, ConfigResource, ConfigSource, ListedOffset, NewTopic,
     OffsetSpec, TopicDescription, TopicListing,
 };
+pub use admin_groups::{CommittedOffset, GroupDescription, GroupListing, GroupMemberDescription};
 pub use cluster::{BrokerInfo, Client, ConnectionPool, Metadata, PartitionInfo, TopicInfo};
 pub use config::{
     Acks, AutoOffsetReset, ClientConfig, Compression, ConsumerConfig, ProducerConfig,
 };
 pub use consumer::{Consumer, ConsumerRecord, Offset};
 pub use error::{Error, Result};
+pub use group::{
+    Assignor, GroupConfig, GroupConsumer, GroupHandle, GroupStream, OffsetAndMetadata,
+    RangeAssignor, RebalanceEvent, RoundRobinAssignor,
+};
 pub use kafka_protocol::ResponseError;
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};

@@ -30,6 +30,10 @@ pub struct Args {
     /// Connections accepted at once.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    /// How long a new consumer group waits for more members before its first rebalance
+    /// (group.initial.rebalance.delay.ms).
+    #[arg(long, default_value_t = 3000)]
+    group_initial_rebalance_delay_ms: i32,
 }
 
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
@@ -39,6 +43,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.auto_create_topics = !args.no_auto_create_topics;
     config.max_request_bytes = args.max_request_bytes;
     config.max_connections = args.max_connections;
+    config.group.initial_rebalance_delay_ms = args.group_initial_rebalance_delay_ms;
     if let Some(adv) = &args.advertised {
         let (host, port) = adv
             .rsplit_once(':')

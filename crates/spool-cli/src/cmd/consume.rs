@@ -5,7 +5,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use spool_client::{ConsumerConfig, ConsumerRecord, Offset, OffsetSpec};
+use spool_client::{
+    AutoOffsetReset, ConsumerConfig, ConsumerRecord, GroupConfig, Offset, OffsetSpec,
+};
 
 use super::common::Connect;
 
@@ -16,7 +18,12 @@ pub struct Args {
     topic: String,
     #[command(flatten)]
     connect: Connect,
-    /// Start at the earliest offset (default: only new records).
+    /// Consume as a member of this consumer group: partitions are shared with the group's
+    /// other members and offsets are committed (every 5 s and on exit).
+    #[arg(short = 'g', long, conflicts_with_all = ["offset", "partition", "exit_at_end"])]
+    group: Option<String>,
+    /// Start at the earliest offset (default: only new records). With --group, only where the
+    /// group has no committed offset.
     #[arg(long, conflicts_with = "offset")]
     from_beginning: bool,
     /// Start at this offset (in every partition read).
@@ -40,6 +47,9 @@ pub struct Args {
 /// Prints records until --count, --exit-at-end, Ctrl-C or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = args.connect.client().await?;
+    if let Some(group) = &args.group {
+        return run_group(&client, group, &args).await;
+    }
     let topic = client
         .topic(&args.topic)
         .await
@@ -121,6 +131,67 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// The group variant: records of whatever partitions the group assigns to this member.
+async fn run_group(client: &spool_client::Client, group: &str, args: &Args) -> anyhow::Result<()> {
+    client
+        .topic(&args.topic)
+        .await
+        .with_context(|| format!("topic {:?} is not available", args.topic))?;
+    let reset = if args.from_beginning {
+        AutoOffsetReset::Earliest
+    } else {
+        AutoOffsetReset::Latest
+    };
+    let mut consumer = client
+        .group_consumer(GroupConfig::new(group).auto_offset_reset(reset))
+        .context("cannot create the group consumer")?;
+    consumer.subscribe([args.topic.clone()]);
+    let stdout = std::io::stdout();
+    let stop = super::signal::terminated();
+    tokio::pin!(stop);
+    let mut printed = 0usize;
+    let mut failure = None;
+    while args.count.is_none_or(|c| printed < c) {
+        let records = tokio::select! {
+            _ = &mut stop => break,
+            r = consumer.poll(Duration::from_millis(500)) => r,
+        };
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => {
+                failure = Some(anyhow::Error::new(e).context("cannot consume"));
+                break;
+            }
+        };
+        let mut out = stdout.lock();
+        let mut unprinted = records.iter();
+        for r in unprinted.by_ref() {
+            out.write_all(&format_record(&args.format, r))?;
+            out.write_all(b"\n")?;
+            printed += 1;
+            if args.count.is_some_and(|c| printed >= c) {
+                break;
+            }
+        }
+        out.flush()?;
+        // Only what was printed counts as consumed: rewind each partition to its first record
+        // left unprinted, so the commit on close does not skip it.
+        let mut rewound = std::collections::HashSet::new();
+        for r in unprinted {
+            if rewound.insert((r.topic.clone(), r.partition)) {
+                consumer.seek(&r.topic, r.partition, Offset::At(r.offset))?;
+            }
+        }
+    }
+    // Commits the positions and leaves the group, so the partitions move on at once.
+    let closed = consumer.close().await;
+    match (failure, closed) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(anyhow::Error::new(e).context("cannot leave the group")),
+        (None, Ok(())) => Ok(()),
+    }
 }
 
 /// Renders one record with a kcat-like format string.

@@ -1,6 +1,8 @@
 //! `spool demo`: the seed's program. A producer sends a random integer (0..999) to a topic every
-//! 500 ms; N consumer threads read them back and print them.
+//! 500 ms; a high-level consumer in group `group1` reads them back with N threads, each driving
+//! one stream of the group's partitions.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,17 +12,17 @@ use anyhow::Context;
 use rand::Rng;
 use spool_broker::{BrokerConfig, EmbeddedBroker};
 use spool_client::{
-    Client, ClientConfig, ConsumerConfig, NewTopic, Offset, ProducerConfig, ProducerRecord,
+    AutoOffsetReset, Client, ClientConfig, GroupConfig, NewTopic, ProducerConfig, ProducerRecord,
     ResponseError,
 };
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 /// Flags of `spool demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Topic to send to and read from (created with one partition per thread if missing).
     topic: String,
-    /// Number of consumer threads.
+    /// Number of consumer threads (streams of the group's partitions).
     #[arg(value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
     /// Use this broker instead of starting an embedded one.
@@ -29,42 +31,73 @@ pub struct Args {
     /// Data directory of the embedded broker (default: a temporary directory).
     #[arg(long, conflicts_with = "bootstrap_server")]
     data_dir: Option<PathBuf>,
+    /// Address of the embedded broker, so another demo can join with -b.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:0",
+        conflicts_with = "bootstrap_server"
+    )]
+    listen: SocketAddr,
+    /// Consumer group of the consumer threads.
+    #[arg(short, long, default_value = "group1")]
+    group: String,
     /// Milliseconds between two sends.
     #[arg(long, default_value_t = 500)]
     interval_ms: u64,
     /// Stop after sending this many numbers (and receiving them back).
     #[arg(long)]
     count: Option<u64>,
+    /// Only consume: join the group and print what arrives, sending nothing.
+    #[arg(long, conflicts_with = "count")]
+    no_produce: bool,
 }
 
 /// Runs until Ctrl-C, SIGTERM, or --count numbers made the round trip.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let broker = match (&args.bootstrap_server, &args.data_dir) {
-        (Some(_), _) => None,
-        (None, None) => Some(
-            EmbeddedBroker::start()
+    let broker = match &args.bootstrap_server {
+        Some(_) => None,
+        None => {
+            let config = match &args.data_dir {
+                Some(dir) => BrokerConfig::new(dir),
+                None => BrokerConfig::new(
+                    tempfile::Builder::new()
+                        .prefix("spool-demo-")
+                        .tempdir()
+                        .context("cannot create a temporary data directory")?
+                        .keep(),
+                ),
+            };
+            let temporary = args.data_dir.is_none().then(|| config.data_dir.clone());
+            let mut config = config;
+            // A demo should answer at once; Kafka's 3 s wait for more members suits clusters.
+            config.group.initial_rebalance_delay_ms = 0;
+            let broker = EmbeddedBroker::start_with(config, args.listen)
                 .await
-                .context("cannot start the embedded broker")?,
-        ),
-        (None, Some(dir)) => Some(
-            EmbeddedBroker::start_with(BrokerConfig::new(dir), "127.0.0.1:0".parse()?)
-                .await
-                .with_context(|| {
-                    format!("cannot start the embedded broker in {}", dir.display())
-                })?,
-        ),
+                .context("cannot start the embedded broker")?;
+            eprintln!(
+                "Embedded broker listening on {} (join with: spool demo {} {} -b {})",
+                broker.bootstrap(),
+                args.topic,
+                args.threads,
+                broker.bootstrap()
+            );
+            Some((broker, temporary))
+        }
     };
     let bootstrap = match (&broker, &args.bootstrap_server) {
-        (Some(b), _) => b.bootstrap(),
+        (Some((b, _)), _) => b.bootstrap(),
         (None, Some(s)) => s.clone(),
         (None, None) => unreachable!("one of the two is set above"),
     };
     let outcome = demo(&bootstrap, &args).await;
-    if let Some(broker) = broker {
+    if let Some((broker, temporary)) = broker {
         broker
             .shutdown()
             .await
             .context("embedded broker did not shut down cleanly")?;
+        if let Some(dir) = temporary {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     outcome
 }
@@ -83,73 +116,68 @@ async fn demo(bootstrap: &str, args: &Args) -> anyhow::Result<()> {
         Err(e) if e.is(ResponseError::TopicAlreadyExists) => {}
         Err(e) => return Err(e).with_context(|| format!("cannot create topic {}", args.topic)),
     }
-    let partitions = client.topic(&args.topic).await?.partition_count();
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // The seed's consumer: group1, offsets committed every second. A group without commits
+    // starts at the beginning, so numbers sent before the first assignment are not missed.
+    let mut config = GroupConfig::new(&args.group).auto_offset_reset(AutoOffsetReset::Earliest);
+    config.auto_commit_interval = Duration::from_secs(1);
+    config.session_timeout = Duration::from_secs(10);
+    let mut consumer = client
+        .group_consumer(config)
+        .context("cannot create the group consumer")?;
+    consumer.subscribe([args.topic.clone()]);
+    let streams = consumer.streams(threads);
+    let group = streams[0].group().clone();
+
     let received = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(Notify::new());
     let mut workers = Vec::with_capacity(threads);
-    for thread in 0..threads {
-        // Static assignment: partition p goes to thread p mod N.
-        let mine: Vec<(String, i32)> = (0..partitions)
-            .filter(|p| *p as usize % threads == thread)
-            .map(|p| (args.topic.clone(), p))
-            .collect();
-        // Each consumer fetches on connections of its own, so its long polls do not hold
-        // back the producer sharing this client.
-        let mut consumer = client.consumer(ConsumerConfig::default());
-        consumer.assign(mine.clone());
-        // Resolve the starting positions before the producer starts, so no number is missed.
-        for (topic, p) in &mine {
-            consumer.seek(topic, *p, Offset::Latest)?;
-            consumer.position(topic, *p).await?;
-        }
+    for mut stream in streams {
+        let thread = stream.index();
         println!("Starting thread {thread}");
-        let mut stop = stop_rx.clone();
         let received = received.clone();
         let progress = progress.clone();
         workers.push(tokio::spawn(async move {
-            loop {
-                let records = tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return Ok::<(), anyhow::Error>(()),
-                    r = consumer.poll(Duration::from_millis(500)) => r?,
-                };
-                for r in records {
+            while let Some(batch) = stream.next_batch().await {
+                for r in batch? {
                     let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or(b""));
                     println!("Received on thread {thread}: {value}");
                     received.fetch_add(1, Ordering::SeqCst);
                     progress.notify_waiters();
                 }
             }
+            Ok::<(), anyhow::Error>(())
         }));
     }
 
-    let producer = client.producer(ProducerConfig::default())?;
-    let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
     let terminated = super::signal::terminated();
     tokio::pin!(terminated);
-    let mut sent = 0u64;
     let mut failure = None;
-    loop {
-        if args.count.is_some_and(|c| sent >= c) {
-            break;
+    let mut sent = 0u64;
+    if args.no_produce {
+        (&mut terminated).await;
+    } else {
+        let producer = client.producer(ProducerConfig::default())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
+        loop {
+            if args.count.is_some_and(|c| sent >= c) {
+                break;
+            }
+            tokio::select! {
+                _ = &mut terminated => break,
+                _ = tick.tick() => {}
+            }
+            let n: u32 = rand::thread_rng().gen_range(0..1000);
+            println!("Sending to Kafka topic {}: {n}", args.topic);
+            let record = ProducerRecord::new(&args.topic, n.to_string());
+            if let Err(e) = producer.send(record).await {
+                failure = Some(anyhow::Error::new(e).context("cannot send"));
+                break;
+            }
+            sent += 1;
         }
-        tokio::select! {
-            _ = &mut terminated => break,
-            _ = tick.tick() => {}
-        }
-        let n: u32 = rand::thread_rng().gen_range(0..1000);
-        println!("Sending to Kafka topic {}: {n}", args.topic);
-        let delivery = producer
-            .send(ProducerRecord::new(&args.topic, n.to_string()))
-            .await;
-        if let Err(e) = delivery {
-            failure = Some(anyhow::Error::new(e).context("cannot send"));
-            break;
-        }
-        sent += 1;
+        producer.close().await.ok();
     }
-    producer.close().await.ok();
     if failure.is_none() && args.count.is_some() {
         // Let the last numbers arrive (bounded, so a lost record fails instead of hanging).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -172,7 +200,10 @@ async fn demo(bootstrap: &str, args: &Args) -> anyhow::Result<()> {
             ));
         }
     }
-    let _ = stop_tx.send(true);
+    // Leaving the group commits what was consumed and hands the partitions to the others.
+    if let Err(e) = group.close().await {
+        failure.get_or_insert(anyhow::Error::new(e).context("cannot leave the group"));
+    }
     for (thread, worker) in workers.into_iter().enumerate() {
         let result = worker.await;
         println!("Stopping thread {thread}");

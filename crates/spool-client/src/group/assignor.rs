@@ -1,0 +1,456 @@
+//! Partition assignors (run by the group leader) and the embedded "consumer" protocol: the
+//! subscription and assignment blobs carried opaquely by JoinGroup and SyncGroup.
+//!
+//! Names and algorithms follow Kafka's Java client (`range`, `roundrobin`) so a Spool member can
+//! share a group with Java, librdkafka or other members: the coordinator only picks a protocol
+//! every member lists, and whichever member is leader computes everyone's assignment.
+//!
+//! Wire format (Java's `ConsumerProtocol`): a big-endian `i16` version, then
+//! `ConsumerProtocolSubscription` / `ConsumerProtocolAssignment` at that version. Versions newer
+//! than this client knows are read as the newest it knows (the format only ever appends fields).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
+use kafka_protocol::messages::{
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use crate::error::{Error, Result};
+
+/// Newest `ConsumerProtocolSubscription`/`ConsumerProtocolAssignment` version known here.
+pub const CONSUMER_PROTOCOL_VERSION: i16 = 3;
+
+/// One member's subscription as the leader sees it in the JoinGroup response.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberSubscription {
+    /// Member id assigned by the coordinator.
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+    /// Subscribed topics.
+    pub topics: Vec<String>,
+    /// Partitions the member owned before this rebalance (sent by v1+ subscriptions).
+    pub owned_partitions: Vec<(String, i32)>,
+    /// Assignor-specific user data.
+    pub user_data: Option<Bytes>,
+    /// The generation the owned partitions belong to (-1 when unknown).
+    pub generation_id: i32,
+    /// `client.rack`, when set.
+    pub rack_id: Option<String>,
+}
+
+/// The result of an assignment: member id -> assigned (topic, partition) pairs.
+pub type GroupAssignment = BTreeMap<String, Vec<(String, i32)>>;
+
+/// A partition assignment strategy (`partition.assignment.strategy`).
+pub trait Assignor: Send + Sync + fmt::Debug {
+    /// Protocol name sent in JoinGroup; must match other clients' name for the same algorithm.
+    fn name(&self) -> &str;
+
+    /// Assigns the partitions of `partitions_per_topic` (topic -> partition count) to `members`.
+    /// Every member gets an entry, possibly empty. Topics missing from the map are not assigned.
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment;
+}
+
+/// Java's member order: static members first (by `group.instance.id`), then by member id.
+fn member_order(a: &MemberSubscription, b: &MemberSubscription) -> std::cmp::Ordering {
+    match (&a.group_instance_id, &b.group_instance_id) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.member_id.cmp(&b.member_id),
+    }
+}
+
+fn empty_assignment(members: &[MemberSubscription]) -> GroupAssignment {
+    members
+        .iter()
+        .map(|m| (m.member_id.clone(), Vec::new()))
+        .collect()
+}
+
+/// Java's `RangeAssignor` (`range`): per topic, the subscribers sorted, partitions split into
+/// contiguous ranges; the first `partitions % subscribers` members get one extra.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeAssignor;
+
+impl Assignor for RangeAssignor {
+    fn name(&self) -> &str {
+        "range"
+    }
+
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
+        let mut out = empty_assignment(members);
+        for (topic, &count) in partitions_per_topic {
+            let mut subscribers: Vec<&MemberSubscription> = members
+                .iter()
+                .filter(|m| m.topics.iter().any(|t| t == topic))
+                .collect();
+            if subscribers.is_empty() || count <= 0 {
+                continue;
+            }
+            subscribers.sort_by(|a, b| member_order(a, b));
+            let n = subscribers.len() as i32;
+            let per = count / n;
+            let extra = count % n;
+            for (i, m) in subscribers.iter().enumerate() {
+                let i = i as i32;
+                let start = per * i + i.min(extra);
+                let len = per + if i + 1 > extra { 0 } else { 1 };
+                let list = out.entry(m.member_id.clone()).or_default();
+                list.extend((start..start + len).map(|p| (topic.clone(), p)));
+            }
+        }
+        out
+    }
+}
+
+/// Java's `RoundRobinAssignor` (`roundrobin`): all subscribed topic-partitions sorted by topic
+/// then partition, dealt to the sorted members in turn, skipping members not subscribed to the
+/// partition's topic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundRobinAssignor;
+
+impl Assignor for RoundRobinAssignor {
+    fn name(&self) -> &str {
+        "roundrobin"
+    }
+
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
+        let mut out = empty_assignment(members);
+        let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
+        sorted.sort_by(|a, b| member_order(a, b));
+        let subscribed: BTreeSet<&str> = members
+            .iter()
+            .flat_map(|m| m.topics.iter().map(String::as_str))
+            .collect();
+        let mut next = 0usize;
+        for topic in subscribed {
+            let Some(&count) = partitions_per_topic.get(topic) else {
+                continue;
+            };
+            if !sorted.iter().any(|m| m.topics.iter().any(|t| t == topic)) {
+                continue;
+            }
+            for p in 0..count.max(0) {
+                // Advance the circular iterator to the next subscriber of this topic.
+                while !sorted[next % sorted.len()]
+                    .topics
+                    .iter()
+                    .any(|t| t == topic)
+                {
+                    next += 1;
+                }
+                let m = sorted[next % sorted.len()];
+                next += 1;
+                out.entry(m.member_id.clone())
+                    .or_default()
+                    .push((topic.to_string(), p));
+            }
+        }
+        out
+    }
+}
+
+fn group_by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>> {
+    let mut by: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        by.entry(t.as_str()).or_default().push(*p);
+    }
+    by
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// Encodes a subscription as Java does: `i16` version then the v3 struct.
+pub fn encode_subscription(
+    topics: &[String],
+    owned: &[(String, i32)],
+    generation_id: i32,
+    rack_id: Option<&str>,
+) -> Result<Bytes> {
+    let msg = ConsumerProtocolSubscription::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| StrBytes::from_string(t.clone()))
+                .collect(),
+        )
+        .with_owned_partitions(
+            group_by_topic(owned)
+                .into_iter()
+                .map(|(t, ps)| {
+                    OwnedTopic::default()
+                        .with_topic(name(t))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
+        .with_generation_id(generation_id)
+        .with_rack_id(rack_id.map(|r| StrBytes::from_string(r.to_string())));
+    let mut buf = BytesMut::new();
+    buf.put_i16(CONSUMER_PROTOCOL_VERSION);
+    msg.encode(&mut buf, CONSUMER_PROTOCOL_VERSION)
+        .map_err(|e| Error::protocol("encoding consumer subscription", e))?;
+    Ok(buf.freeze())
+}
+
+fn read_version(buf: &mut Bytes, what: &str) -> Result<i16> {
+    if buf.remaining() < 2 {
+        return Err(Error::protocol(what, "too short for a version"));
+    }
+    let v = buf.get_i16();
+    if v < 0 {
+        return Err(Error::protocol(what, format!("negative version {v}")));
+    }
+    Ok(v.min(CONSUMER_PROTOCOL_VERSION))
+}
+
+/// Decodes another member's subscription (any version).
+pub fn decode_subscription(
+    member_id: &str,
+    group_instance_id: Option<&str>,
+    mut bytes: Bytes,
+) -> Result<MemberSubscription> {
+    let what = "decoding consumer subscription";
+    let version = read_version(&mut bytes, what)?;
+    let msg = ConsumerProtocolSubscription::decode(&mut bytes, version)
+        .map_err(|e| Error::protocol(what, e))?;
+    Ok(MemberSubscription {
+        member_id: member_id.to_string(),
+        group_instance_id: group_instance_id.map(String::from),
+        topics: msg.topics.iter().map(|t| t.to_string()).collect(),
+        owned_partitions: msg
+            .owned_partitions
+            .iter()
+            .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.0.to_string(), *p)))
+            .collect(),
+        user_data: msg.user_data,
+        generation_id: msg.generation_id,
+        rack_id: msg.rack_id.map(|r| r.to_string()),
+    })
+}
+
+/// Encodes one member's assignment: `i16` version then the v3 struct.
+pub fn encode_assignment(partitions: &[(String, i32)]) -> Result<Bytes> {
+    let msg = ConsumerProtocolAssignment::default().with_assigned_partitions(
+        group_by_topic(partitions)
+            .into_iter()
+            .map(|(t, ps)| {
+                AssignedTopic::default()
+                    .with_topic(name(t))
+                    .with_partitions(ps)
+            })
+            .collect(),
+    );
+    let mut buf = BytesMut::new();
+    buf.put_i16(CONSUMER_PROTOCOL_VERSION);
+    msg.encode(&mut buf, CONSUMER_PROTOCOL_VERSION)
+        .map_err(|e| Error::protocol("encoding consumer assignment", e))?;
+    Ok(buf.freeze())
+}
+
+/// Decodes the assignment the leader computed for this member. An empty blob (a member that got
+/// nothing, as some clients send it) is an empty assignment.
+pub fn decode_assignment(mut bytes: Bytes) -> Result<Vec<(String, i32)>> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let what = "decoding consumer assignment";
+    let version = read_version(&mut bytes, what)?;
+    let msg = ConsumerProtocolAssignment::decode(&mut bytes, version)
+        .map_err(|e| Error::protocol(what, e))?;
+    let mut out: Vec<(String, i32)> = msg
+        .assigned_partitions
+        .iter()
+        .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.0.to_string(), *p)))
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, topics: &[&str]) -> MemberSubscription {
+        MemberSubscription {
+            member_id: id.to_string(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            generation_id: -1,
+            ..Default::default()
+        }
+    }
+
+    fn tps(list: &[(&str, i32)]) -> Vec<(String, i32)> {
+        list.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    }
+
+    fn counts(list: &[(&str, i32)]) -> BTreeMap<String, i32> {
+        list.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    // Expected values below are what Java's RangeAssignorTest/RoundRobinAssignorTest assert
+    // for the same inputs (e.g. testTwoConsumersTwoTopicsSixPartitions).
+
+    #[test]
+    fn range_two_members_two_topics_three_partitions_each() {
+        let a = RangeAssignor.assign(
+            &counts(&[("t1", 3), ("t2", 3)]),
+            &[member("c1", &["t1", "t2"]), member("c0", &["t1", "t2"])],
+        );
+        assert_eq!(a["c0"], tps(&[("t1", 0), ("t1", 1), ("t2", 0), ("t2", 1)]));
+        assert_eq!(a["c1"], tps(&[("t1", 2), ("t2", 2)]));
+    }
+
+    #[test]
+    fn range_six_partitions_split_three_three_and_uneven_splits() {
+        let a = RangeAssignor.assign(
+            &counts(&[("t", 6)]),
+            &[member("m-b", &["t"]), member("m-a", &["t"])],
+        );
+        assert_eq!(a["m-a"], tps(&[("t", 0), ("t", 1), ("t", 2)]));
+        assert_eq!(a["m-b"], tps(&[("t", 3), ("t", 4), ("t", 5)]));
+        // 7 partitions over 3: 3,2,2
+        let a = RangeAssignor.assign(
+            &counts(&[("t", 7)]),
+            &[
+                member("a", &["t"]),
+                member("b", &["t"]),
+                member("c", &["t"]),
+            ],
+        );
+        assert_eq!(a["a"], tps(&[("t", 0), ("t", 1), ("t", 2)]));
+        assert_eq!(a["b"], tps(&[("t", 3), ("t", 4)]));
+        assert_eq!(a["c"], tps(&[("t", 5), ("t", 6)]));
+        // more members than partitions: the last gets nothing
+        let a = RangeAssignor.assign(
+            &counts(&[("t", 1)]),
+            &[member("a", &["t"]), member("b", &["t"])],
+        );
+        assert_eq!(a["a"], tps(&[("t", 0)]));
+        assert!(a["b"].is_empty());
+    }
+
+    #[test]
+    fn range_only_assigns_subscribers_and_known_topics() {
+        let a = RangeAssignor.assign(
+            &counts(&[("t1", 2), ("t2", 2)]),
+            &[member("a", &["t1"]), member("b", &["t1", "t2", "missing"])],
+        );
+        assert_eq!(a["a"], tps(&[("t1", 0)]));
+        assert_eq!(a["b"], tps(&[("t1", 1), ("t2", 0), ("t2", 1)]));
+    }
+
+    #[test]
+    fn range_puts_static_members_first() {
+        let mut s = member("zzz", &["t"]);
+        s.group_instance_id = Some("instance".into());
+        let a = RangeAssignor.assign(&counts(&[("t", 3)]), &[member("aaa", &["t"]), s]);
+        assert_eq!(a["zzz"], tps(&[("t", 0), ("t", 1)]));
+        assert_eq!(a["aaa"], tps(&[("t", 2)]));
+    }
+
+    #[test]
+    fn roundrobin_two_members_two_topics() {
+        let a = RoundRobinAssignor.assign(
+            &counts(&[("t1", 3), ("t2", 3)]),
+            &[member("c0", &["t1", "t2"]), member("c1", &["t1", "t2"])],
+        );
+        assert_eq!(a["c0"], tps(&[("t1", 0), ("t1", 2), ("t2", 1)]));
+        assert_eq!(a["c1"], tps(&[("t1", 1), ("t2", 0), ("t2", 2)]));
+    }
+
+    #[test]
+    fn roundrobin_skips_non_subscribers() {
+        // Java's testMultipleConsumersMixedTopics: t1 (3) for c0,c2? here: c0 [t1], c1 [t1,t2],
+        // c2 [t1]; t2 has 2 partitions.
+        let a = RoundRobinAssignor.assign(
+            &counts(&[("t1", 3), ("t2", 2)]),
+            &[
+                member("c0", &["t1"]),
+                member("c1", &["t1", "t2"]),
+                member("c2", &["t1"]),
+            ],
+        );
+        assert_eq!(a["c0"], tps(&[("t1", 0)]));
+        assert_eq!(a["c1"], tps(&[("t1", 1), ("t2", 0), ("t2", 1)]));
+        assert_eq!(a["c2"], tps(&[("t1", 2)]));
+    }
+
+    #[test]
+    fn subscription_round_trips_and_starts_with_version() {
+        let b = encode_subscription(
+            &["a".into(), "b".into()],
+            &tps(&[("a", 1), ("a", 0)]),
+            7,
+            None,
+        )
+        .unwrap();
+        assert_eq!(&b[..2], &[0, 3]);
+        let s = decode_subscription("m", Some("i"), b).unwrap();
+        assert_eq!(s.topics, vec!["a", "b"]);
+        assert_eq!(s.owned_partitions, tps(&[("a", 1), ("a", 0)]));
+        assert_eq!(s.generation_id, 7);
+        assert_eq!(s.group_instance_id.as_deref(), Some("i"));
+    }
+
+    #[test]
+    fn decodes_v0_subscriptions_and_future_versions() {
+        // v0 as librdkafka/old Java write it: version 0, topics ["x"], null user data.
+        let mut v0 = BytesMut::new();
+        v0.put_i16(0);
+        v0.put_i32(1);
+        v0.put_i16(1);
+        v0.put_slice(b"x");
+        v0.put_i32(-1);
+        let s = decode_subscription("m", None, v0.freeze()).unwrap();
+        assert_eq!(s.topics, vec!["x"]);
+        assert_eq!(s.generation_id, -1);
+        // A version from the future is read as the newest known (appended fields ignored).
+        let mut future =
+            BytesMut::from(&encode_subscription(&["y".into()], &[], 1, None).unwrap()[..]);
+        future[1] = 9;
+        future.put_slice(b"more");
+        assert_eq!(
+            decode_subscription("m", None, future.freeze())
+                .unwrap()
+                .topics,
+            vec!["y"]
+        );
+        assert!(decode_subscription("m", None, Bytes::from_static(&[0])).is_err());
+        assert!(decode_subscription("m", None, Bytes::from_static(&[0, 0, 0, 0, 0, 9])).is_err());
+    }
+
+    #[test]
+    fn assignment_round_trips() {
+        let b = encode_assignment(&tps(&[("b", 2), ("a", 1), ("a", 0)])).unwrap();
+        assert_eq!(&b[..2], &[0, 3]);
+        assert_eq!(
+            decode_assignment(b).unwrap(),
+            tps(&[("a", 0), ("a", 1), ("b", 2)])
+        );
+        assert!(decode_assignment(Bytes::new()).unwrap().is_empty());
+        assert!(decode_assignment(Bytes::from_static(&[0, 1, 0xff])).is_err());
+    }
+}
