@@ -3,8 +3,9 @@
 //! ```text
 //! cargo run -p spool-client --example group -- split   127.0.0.1:9092 topic group
 //! cargo run -p spool-client --example group -- resume  127.0.0.1:9092 topic group
-//! cargo run -p spool-client --example group -- member  127.0.0.1:9092 topic group SECONDS [range|roundrobin]
+//! cargo run -p spool-client --example group -- member  127.0.0.1:9092 topic group SECONDS [range|roundrobin|cooperative-sticky]
 //! cargo run -p spool-client --example group -- streams 127.0.0.1:9092 topic group N
+//! cargo run -p spool-client --example group -- churn   127.0.0.1:9092 topic group [range|cooperative-sticky]
 //! ```
 //!
 //! `split` and `resume` create `topic` with 6 partitions and produce into it.
@@ -14,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spool_client::{
-    AutoOffsetReset, Client, ClientConfig, GroupConfig, GroupConsumer, NewTopic, ProducerConfig,
-    ProducerRecord, RangeAssignor, RoundRobinAssignor,
+    AutoOffsetReset, Client, ClientConfig, CooperativeStickyAssignor, GroupConfig, GroupConsumer,
+    NewTopic, ProducerConfig, ProducerRecord, RangeAssignor, RoundRobinAssignor,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -184,6 +185,8 @@ async fn member(
         cfg.assignors = vec![Arc::new(RoundRobinAssignor)];
     } else if assignor == "range" {
         cfg.assignors = vec![Arc::new(RangeAssignor)];
+    } else if assignor == "cooperative-sticky" {
+        cfg.assignors = vec![Arc::new(CooperativeStickyAssignor)];
     }
     let mut c = client.group_consumer(cfg)?;
     c.subscribe([topic]);
@@ -238,6 +241,99 @@ async fn streams(bootstrap: &str, topic: &str, group: &str, n: usize) -> Result<
     Ok(())
 }
 
+/// Members join and leave while a producer runs; every record must be read, and (orderly
+/// rebalances, auto-commit on revocation) none twice.
+async fn churn(bootstrap: &str, topic: &str, group: &str, assignor: &str) -> Result<(), BoxError> {
+    let client = Client::connect(ClientConfig::new(bootstrap)).await?;
+    let _ = client
+        .admin()
+        .create_topics(vec![NewTopic::new(topic, 6, 1)])
+        .await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(i32, i64)>::new()));
+    let total = 6000usize;
+    let producer = {
+        let p = client.producer(ProducerConfig::default())?;
+        let topic = topic.to_string();
+        tokio::spawn(async move {
+            for i in 0..total {
+                let _d = p
+                    .send(
+                        ProducerRecord::new(topic.as_str(), format!("v{i}"))
+                            .partition((i % 6) as i32),
+                    )
+                    .await;
+                if i % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+            p.flush().await.expect("flush");
+        })
+    };
+    let spawn_member = |name: &'static str, start: u64, stop: Option<u64>| {
+        let seen = seen.clone();
+        let (bootstrap, topic, group, assignor) = (
+            bootstrap.to_string(),
+            topic.to_string(),
+            group.to_string(),
+            assignor.to_string(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(start)).await;
+            let client = Client::connect(ClientConfig::new(&bootstrap))
+                .await
+                .expect("connect");
+            let mut cfg = GroupConfig::new(group).auto_offset_reset(AutoOffsetReset::Earliest);
+            cfg.auto_commit_interval = Duration::from_secs(1);
+            if assignor == "cooperative-sticky" {
+                cfg.assignors = vec![Arc::new(CooperativeStickyAssignor)];
+            }
+            let mut c = client.group_consumer(cfg).expect("consumer");
+            c.subscribe([topic]);
+            let began = Instant::now();
+            let mut idle = Instant::now();
+            let mut n = 0;
+            loop {
+                let recs = c.poll(Duration::from_millis(200)).await.expect("poll");
+                if !recs.is_empty() {
+                    idle = Instant::now();
+                }
+                n += recs.len();
+                seen.lock()
+                    .unwrap()
+                    .extend(recs.iter().map(|r| (r.partition, r.offset)));
+                match stop {
+                    Some(s) if began.elapsed() > Duration::from_secs(s) => break,
+                    None if began.elapsed() > Duration::from_secs(40)
+                        && idle.elapsed() > Duration::from_secs(6) =>
+                    {
+                        break
+                    }
+                    _ => {}
+                }
+            }
+            println!("{name}: read {n}, leaving with {:?}", c.assignment());
+            c.close().await.expect("close");
+        })
+    };
+    let a = spawn_member("A", 0, None);
+    let b = spawn_member("B", 5, Some(12));
+    let c = spawn_member("C", 10, Some(20));
+    let d = spawn_member("D", 14, None);
+    producer.await?;
+    for m in [a, b, c, d] {
+        m.await?;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let distinct: BTreeSet<(i32, i64)> = seen.iter().copied().collect();
+    println!(
+        "{assignor}: produced {total}, read {} records, {} distinct, {} duplicates",
+        seen.len(),
+        distinct.len(),
+        seen.len() - distinct.len()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -247,6 +343,7 @@ async fn main() -> Result<(), BoxError> {
         "resume" => resume(&arg(1), &arg(2), &arg(3)).await,
         "member" => member(&arg(1), &arg(2), &arg(3), arg(4).parse()?, &arg(5)).await,
         "streams" => streams(&arg(1), &arg(2), &arg(3), arg(4).parse()?).await,
+        "churn" => churn(&arg(1), &arg(2), &arg(3), &arg(4)).await,
         _ => Err("usage: group split|resume|member|streams BOOTSTRAP TOPIC GROUP [..]".into()),
     }
 }

@@ -39,10 +39,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Consumer groups: [`GroupConsumer`] (classic protocol, eager rebalancing, `range` and
-//! `roundrobin` assignors).
+//! Consumer groups: [`GroupConsumer`] (classic protocol; `range`, `roundrobin` and
+//! `cooperative-sticky` assignors; eager or cooperative rebalancing).
 //!
-//! Not (yet) here: cooperative rebalancing and the KIP-848 group protocol, transactions,
+//! Not (yet) here: the KIP-848 group protocol, transactions,
 //! SASL/TLS, fetch sessions, splitting batches rejected as too large.
 
 pub mod admin;
@@ -72,8 +72,8 @@ pub use config::{
 pub use consumer::{Consumer, ConsumerRecord, Offset};
 pub use error::{Error, Result};
 pub use group::{
-    Assignor, GroupConfig, GroupConsumer, GroupHandle, GroupStream, OffsetAndMetadata,
-    RangeAssignor, RebalanceEvent, RoundRobinAssignor,
+    Assignor, CooperativeStickyAssignor, GroupConfig, GroupConsumer, GroupHandle, GroupStream,
+    OffsetAndMetadata, RangeAssignor, RebalanceEvent, RoundRobinAssignor,
 };
 pub use kafka_protocol::ResponseError;
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};

@@ -59,6 +59,18 @@ pub trait Assignor: Send + Sync + fmt::Debug {
         partitions_per_topic: &BTreeMap<String, i32>,
         members: &[MemberSubscription],
     ) -> GroupAssignment;
+
+    /// True when the assignor supports the cooperative (incremental) rebalance protocol: it never
+    /// hands a partition to a new owner in the same rebalance that takes it from the old one.
+    /// A member rebalances cooperatively only when all its assignors do (as in Java).
+    fn supports_cooperative(&self) -> bool {
+        false
+    }
+
+    /// User data to put in this member's subscription for this assignor.
+    fn user_data(&self, _generation: i32) -> Option<Bytes> {
+        None
+    }
 }
 
 /// Java's member order: static members first (by `group.instance.id`), then by member id.
@@ -169,6 +181,149 @@ impl Assignor for RoundRobinAssignor {
     }
 }
 
+/// Java's `CooperativeStickyAssignor` (`cooperative-sticky`): balanced, keeps partitions with
+/// their previous owners where balance allows, and never moves a partition in one step: a
+/// partition changing owner is first only revoked (its old owner rejoins at once), then assigned
+/// in the follow-up rebalance.
+///
+/// The balancing algorithm is this client's own (a leader's choice is never checked by other
+/// members); previous ownership comes from the subscriptions' owned partitions and generation,
+/// as Java's members send them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CooperativeStickyAssignor;
+
+impl Assignor for CooperativeStickyAssignor {
+    fn name(&self) -> &str {
+        "cooperative-sticky"
+    }
+
+    fn supports_cooperative(&self) -> bool {
+        true
+    }
+
+    /// Java's `CooperativeStickyAssignor` user data: the generation as an `i32` (read by members
+    /// whose subscriptions predate the generation field).
+    fn user_data(&self, generation: i32) -> Option<Bytes> {
+        Some(Bytes::copy_from_slice(&generation.to_be_bytes()))
+    }
+
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
+        let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
+        sorted.sort_by(|a, b| member_order(a, b));
+        let subscribes = |m: &MemberSubscription, topic: &str| m.topics.iter().any(|t| t == topic);
+        // Every partition of a subscribed, existing topic.
+        let mut all: Vec<(String, i32)> = Vec::new();
+        for (topic, &count) in partitions_per_topic {
+            if sorted.iter().any(|m| subscribes(m, topic)) {
+                all.extend((0..count.max(0)).map(|p| (topic.clone(), p)));
+            }
+        }
+        // Previous owners: the highest generation's claim wins; equal conflicting claims void.
+        let mut claims: BTreeMap<(String, i32), (i32, Option<usize>)> = BTreeMap::new();
+        for (i, m) in sorted.iter().enumerate() {
+            let generation = member_generation(m);
+            for tp in &m.owned_partitions {
+                let valid = partitions_per_topic
+                    .get(&tp.0)
+                    .is_some_and(|&n| tp.1 >= 0 && tp.1 < n)
+                    && subscribes(m, &tp.0);
+                if !valid {
+                    continue;
+                }
+                match claims.get(tp) {
+                    Some((g, _)) if *g > generation => {}
+                    Some((g, _)) if *g == generation => {
+                        claims.insert(tp.clone(), (generation, None));
+                    }
+                    _ => {
+                        claims.insert(tp.clone(), (generation, Some(i)));
+                    }
+                }
+            }
+        }
+        let previous: BTreeMap<(String, i32), usize> = claims
+            .into_iter()
+            .filter_map(|(tp, (_, owner))| owner.map(|o| (tp, o)))
+            .collect();
+        // Start from the previous ownership, then hand out the rest to the least loaded.
+        let mut owner: BTreeMap<(String, i32), usize> = BTreeMap::new();
+        let mut load = vec![0usize; sorted.len()];
+        for tp in &all {
+            if let Some(&o) = previous.get(tp) {
+                owner.insert(tp.clone(), o);
+                load[o] += 1;
+            }
+        }
+        for tp in &all {
+            if owner.contains_key(tp) {
+                continue;
+            }
+            let best = (0..sorted.len())
+                .filter(|&i| subscribes(sorted[i], &tp.0))
+                .min_by_key(|&i| (load[i], i));
+            if let Some(i) = best {
+                owner.insert(tp.clone(), i);
+                load[i] += 1;
+            }
+        }
+        // Balance: move partitions from a member to an eligible one with at least two fewer,
+        // preferring the most loaded donor, until no such move exists.
+        loop {
+            let mut moved = false;
+            let mut donors: Vec<usize> = (0..sorted.len()).collect();
+            donors.sort_by_key(|&i| (std::cmp::Reverse(load[i]), i));
+            'donors: for d in donors {
+                let mine: Vec<(String, i32)> = owner
+                    .iter()
+                    .filter(|(_, &o)| o == d)
+                    .map(|(tp, _)| tp.clone())
+                    .rev()
+                    .collect();
+                for tp in mine {
+                    let taker = (0..sorted.len())
+                        .filter(|&i| subscribes(sorted[i], &tp.0) && load[i] + 1 < load[d])
+                        .min_by_key(|&i| (load[i], i));
+                    if let Some(t) = taker {
+                        owner.insert(tp, t);
+                        load[d] -= 1;
+                        load[t] += 1;
+                        moved = true;
+                        break 'donors;
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        let mut out = empty_assignment(members);
+        for (tp, o) in owner {
+            // Cooperative: a partition moving away from a live previous owner is only revoked
+            // now; the follow-up rebalance assigns it.
+            if previous.get(&tp).is_some_and(|&p| p != o) {
+                continue;
+            }
+            out.entry(sorted[o].member_id.clone()).or_default().push(tp);
+        }
+        out
+    }
+}
+
+/// A member's generation: the subscription field (v2+), else Java's user data (an `i32`).
+fn member_generation(m: &MemberSubscription) -> i32 {
+    if m.generation_id >= 0 {
+        return m.generation_id;
+    }
+    match &m.user_data {
+        Some(d) if d.len() >= 4 => i32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+        _ => -1,
+    }
+}
+
 fn group_by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>> {
     let mut by: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in partitions {
@@ -187,8 +342,10 @@ pub fn encode_subscription(
     owned: &[(String, i32)],
     generation_id: i32,
     rack_id: Option<&str>,
+    user_data: Option<Bytes>,
 ) -> Result<Bytes> {
     let msg = ConsumerProtocolSubscription::default()
+        .with_user_data(user_data)
         .with_topics(
             topics
                 .iter()
@@ -405,6 +562,7 @@ mod tests {
             &tps(&[("a", 1), ("a", 0)]),
             7,
             None,
+            None,
         )
         .unwrap();
         assert_eq!(&b[..2], &[0, 3]);
@@ -429,7 +587,7 @@ mod tests {
         assert_eq!(s.generation_id, -1);
         // A version from the future is read as the newest known (appended fields ignored).
         let mut future =
-            BytesMut::from(&encode_subscription(&["y".into()], &[], 1, None).unwrap()[..]);
+            BytesMut::from(&encode_subscription(&["y".into()], &[], 1, None, None).unwrap()[..]);
         future[1] = 9;
         future.put_slice(b"more");
         assert_eq!(
@@ -452,5 +610,100 @@ mod tests {
         );
         assert!(decode_assignment(Bytes::new()).unwrap().is_empty());
         assert!(decode_assignment(Bytes::from_static(&[0, 1, 0xff])).is_err());
+    }
+
+    fn owning(
+        id: &str,
+        topics: &[&str],
+        owned: &[(&str, i32)],
+        generation: i32,
+    ) -> MemberSubscription {
+        MemberSubscription {
+            owned_partitions: tps(owned),
+            generation_id: generation,
+            ..member(id, topics)
+        }
+    }
+
+    fn six() -> Vec<(&'static str, i32)> {
+        (0..6).map(|p| ("t", p)).collect()
+    }
+
+    #[test]
+    fn cooperative_sticky_fresh_group_is_balanced() {
+        let a = CooperativeStickyAssignor.assign(
+            &counts(&[("t", 6)]),
+            &[member("b", &["t"]), member("a", &["t"])],
+        );
+        assert_eq!(a["a"], tps(&[("t", 0), ("t", 2), ("t", 4)]));
+        assert_eq!(a["b"], tps(&[("t", 1), ("t", 3), ("t", 5)]));
+    }
+
+    #[test]
+    fn cooperative_sticky_moves_in_two_steps() {
+        // a owned everything; b joins. Round 1: a keeps 3, the 3 moving to b are only revoked.
+        let c = counts(&[("t", 6)]);
+        let r1 = CooperativeStickyAssignor.assign(
+            &c,
+            &[owning("a", &["t"], &six(), 1), owning("b", &["t"], &[], -1)],
+        );
+        assert_eq!(r1["a"].len(), 3);
+        assert!(r1["b"].is_empty(), "nothing moves in the same rebalance");
+        // Round 2: a owns its 3; b gets the rest.
+        let owned: Vec<(&str, i32)> = r1["a"].iter().map(|(_, p)| ("t", *p)).collect();
+        let r2 = CooperativeStickyAssignor.assign(
+            &c,
+            &[owning("a", &["t"], &owned, 2), owning("b", &["t"], &[], 2)],
+        );
+        assert_eq!(r2["a"], r1["a"], "sticky");
+        assert_eq!(r2["b"].len(), 3);
+        let mut all: Vec<_> = r2["a"].iter().chain(&r2["b"]).cloned().collect();
+        all.sort();
+        assert_eq!(all, tps(&six()));
+    }
+
+    #[test]
+    fn cooperative_sticky_keeps_owners_when_a_member_leaves() {
+        let c = counts(&[("t", 6)]);
+        let r = CooperativeStickyAssignor.assign(
+            &c,
+            &[
+                owning("a", &["t"], &[("t", 0), ("t", 3)], 3),
+                owning("c", &["t"], &[("t", 2), ("t", 5)], 3),
+            ],
+        );
+        // b (1, 4) left: its partitions are spread, a and c keep theirs.
+        assert_eq!(r["a"], tps(&[("t", 0), ("t", 1), ("t", 3)]));
+        assert_eq!(r["c"], tps(&[("t", 2), ("t", 4), ("t", 5)]));
+    }
+
+    #[test]
+    fn cooperative_sticky_resolves_claims_by_generation_and_subscription() {
+        let c = counts(&[("t", 2), ("u", 1)]);
+        let r = CooperativeStickyAssignor.assign(
+            &c,
+            &[
+                // stale claim on t-0, and a claim on u which a no longer subscribes to
+                owning("a", &["t"], &[("t", 0), ("u", 0)], 1),
+                owning("b", &["t", "u"], &[("t", 0)], 2),
+            ],
+        );
+        assert_eq!(r["b"], tps(&[("t", 0), ("u", 0)]));
+        assert_eq!(r["a"], tps(&[("t", 1)]));
+        // generation from Java's user data when the field is absent
+        let mut m = member("x", &["t"]);
+        m.user_data = CooperativeStickyAssignor.user_data(5);
+        assert_eq!(member_generation(&m), 5);
+    }
+
+    #[test]
+    fn cooperative_sticky_respects_subscriptions_when_balancing() {
+        let r = CooperativeStickyAssignor.assign(
+            &counts(&[("t", 4), ("u", 2)]),
+            &[member("a", &["t"]), member("b", &["t", "u"])],
+        );
+        assert_eq!(r["a"].len(), 3);
+        assert_eq!(r["b"].len(), 3);
+        assert!(r["a"].iter().all(|(t, _)| t == "t"));
     }
 }

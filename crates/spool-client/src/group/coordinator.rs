@@ -151,6 +151,10 @@ pub(crate) struct Membership {
     generation: i32,
     protocol: Option<String>,
     rejoin: bool,
+    /// Cooperative protocol: every configured assignor supports it.
+    cooperative: bool,
+    /// Cooperative: partitions were revoked after the last sync; rejoin at once.
+    follow_up: bool,
     /// Set when the group was left because the application stopped polling; the member rejoins
     /// once it polls again.
     poll_expired_at: Option<Instant>,
@@ -168,6 +172,7 @@ impl Membership {
     pub(crate) fn new(client: Client, config: GroupConfig, shared: Arc<Mutex<Shared>>) -> Self {
         let now = Instant::now();
         let next_commit = now + config.auto_commit_interval;
+        let cooperative = config.assignors.iter().all(|a| a.supports_cooperative());
         Membership {
             client,
             config,
@@ -180,6 +185,8 @@ impl Membership {
             generation: -1,
             protocol: None,
             rejoin: false,
+            cooperative,
+            follow_up: false,
             poll_expired_at: None,
             assigned_from: None,
             last_committed: HashMap::new(),
@@ -518,7 +525,7 @@ impl Membership {
             let topics = self.resolve_topics().await;
             if topics != self.topics {
                 tracing::info!(group = %self.config.group_id, ?topics, "subscribed topics changed; rejoining");
-                self.revoke(true).await;
+                self.prepare_rebalance().await;
                 self.rejoin = true;
                 return;
             }
@@ -532,7 +539,7 @@ impl Membership {
                 .await;
             if now != before {
                 tracing::info!(group = %self.config.group_id, "partition counts changed; rebalancing");
-                self.revoke(true).await;
+                self.prepare_rebalance().await;
                 self.rejoin = true;
             }
         }
@@ -625,7 +632,7 @@ impl Membership {
             return;
         }
         if e.is(ResponseError::RebalanceInProgress) {
-            self.revoke(true).await;
+            self.prepare_rebalance().await;
             self.rejoin = true;
         } else if coordinator_error(e) {
             self.coordinator_lost();
@@ -664,12 +671,53 @@ impl Membership {
         }
     }
 
+    /// Before (re)joining: eager members commit and revoke everything (Java's `onJoinPrepare`);
+    /// cooperative ones commit and keep consuming.
+    async fn prepare_rebalance(&mut self) {
+        if !self.cooperative {
+            self.revoke(true).await;
+        } else if self.config.auto_commit && self.generation >= 0 {
+            if let Err(e) = self.commit_positions().await {
+                tracing::warn!(group = %self.config.group_id, error = %e, "commit before rebalance failed");
+            }
+        }
+    }
+
+    /// Cooperative: gives up some partitions, committing what was consumed of them.
+    async fn revoke_some(&mut self, partitions: &BTreeSet<Tp>) {
+        if partitions.is_empty() {
+            return;
+        }
+        let positions = {
+            let mut sh = self.shared.lock().unwrap();
+            sh.epoch += 1;
+            sh.assignment.retain(|tp| !partitions.contains(tp));
+            rebase(&mut sh);
+            sh.start.retain(|tp, _| !partitions.contains(tp));
+            let mut removed = HashMap::new();
+            for tp in partitions {
+                if let Some(p) = sh.positions.remove(tp) {
+                    removed.insert(tp.clone(), p);
+                }
+            }
+            removed
+        };
+        if self.config.auto_commit {
+            let offsets = self.changed(&positions);
+            if let Err(e) = self.commit(offsets).await {
+                tracing::warn!(group = %self.config.group_id, error = %e, "commit on revocation failed");
+            }
+        }
+        self.emit(RebalanceEvent::Revoked(
+            partitions.iter().cloned().collect(),
+        ));
+    }
+
     async fn join_and_sync(&mut self) {
-        // Java commits and revokes before (re)joining.
-        self.revoke(true).await;
+        self.prepare_rebalance().await;
         match self.join_once().await {
             Ok(JoinOutcome::Joined) => {
-                self.rejoin = false;
+                self.rejoin = std::mem::take(&mut self.follow_up);
                 self.attempt = 0;
             }
             Ok(JoinOutcome::Retry) => {}
@@ -701,17 +749,42 @@ impl Membership {
                 "group_instance_id (static membership) needs JoinGroup v5+".into(),
             ));
         }
-        let meta = assignor::encode_subscription(&topics, &[], self.generation, None)?;
-        let protocols = self
-            .config
-            .assignors
+        if self.cooperative {
+            // Partitions of topics no longer subscribed go now.
+            let gone: BTreeSet<Tp> = self
+                .shared
+                .lock()
+                .unwrap()
+                .assignment
+                .iter()
+                .filter(|(t, _)| !topics.contains(t))
+                .cloned()
+                .collect();
+            self.revoke_some(&gone).await;
+        }
+        let owned: Vec<Tp> = self
+            .shared
+            .lock()
+            .unwrap()
+            .assignment
             .iter()
-            .map(|a| {
+            .cloned()
+            .collect();
+        let mut protocols = Vec::new();
+        for a in &self.config.assignors {
+            let meta = assignor::encode_subscription(
+                &topics,
+                &owned,
+                self.generation,
+                None,
+                a.user_data(self.generation),
+            )?;
+            protocols.push(
                 JoinGroupRequestProtocol::default()
                     .with_name(sb(a.name()))
-                    .with_metadata(meta.clone())
-            })
-            .collect();
+                    .with_metadata(meta),
+            );
+        }
         let mut req = JoinGroupRequest::default()
             .with_group_id(gid(&self.config.group_id))
             .with_session_timeout_ms(ms(self.config.session_timeout))
@@ -760,11 +833,22 @@ impl Membership {
         let assignments = if leader && !resp.skip_assignment {
             let mut members = Vec::new();
             for m in &resp.members {
-                members.push(assignor::decode_subscription(
+                let sub = assignor::decode_subscription(
                     &m.member_id,
                     m.group_instance_id.as_deref(),
                     m.metadata.clone(),
-                )?);
+                )
+                .unwrap_or_else(|e| {
+                    // Another client's unreadable subscription: it gets nothing, the group goes on.
+                    tracing::warn!(member = %m.member_id, error = %e, "undecodable subscription");
+                    MemberSubscription {
+                        member_id: m.member_id.to_string(),
+                        group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+                        generation_id: -1,
+                        ..Default::default()
+                    }
+                });
+                members.push(sub);
             }
             self.leader_assign(&protocol, &members).await?
         } else {
@@ -805,8 +889,17 @@ impl Membership {
         self.generation = generation;
         self.protocol = Some(protocol);
         self.next_heartbeat = Instant::now() + self.config.heartbeat_interval;
+        let owned: BTreeSet<Tp> = self.shared.lock().unwrap().assignment.clone();
+        let assigned: BTreeSet<Tp> = mine.iter().cloned().collect();
+        // Cooperative: give up what was taken away, then rejoin at once so it can move.
+        let revoked: BTreeSet<Tp> = owned.difference(&assigned).cloned().collect();
+        if !revoked.is_empty() {
+            self.revoke_some(&revoked).await;
+            self.follow_up = true;
+        }
+        let added: Vec<Tp> = assigned.difference(&owned).cloned().collect();
         // Where to start: committed offsets.
-        let start = match self.fetch_offsets(&mine).await {
+        let start = match self.fetch_offsets(&added).await {
             Ok(s) => s,
             Err(e) => {
                 // Without them we must not consume (we could re-read or skip); join again.
@@ -816,15 +909,23 @@ impl Membership {
         };
         {
             let mut sh = self.shared.lock().unwrap();
-            sh.epoch += 1;
-            sh.assignment = mine.iter().cloned().collect();
-            sh.start = start.into_iter().map(|(tp, o)| (tp, o.offset)).collect();
-            sh.positions.clear();
+            if !added.is_empty() || owned.is_empty() {
+                sh.epoch += 1;
+            }
+            rebase(&mut sh);
+            sh.assignment.extend(added.iter().cloned());
+            let assignment = sh.assignment.clone();
+            sh.positions.retain(|tp, _| assignment.contains(tp));
+            sh.start.retain(|tp, _| assignment.contains(tp));
+            self.last_committed.retain(|tp, _| assignment.contains(tp));
+            for (tp, o) in start {
+                sh.start.insert(tp.clone(), o.offset);
+                self.last_committed.insert(tp, o.offset);
+            }
             sh.member_id = self.member_id.clone();
             sh.generation = generation;
-            self.last_committed = sh.start.clone();
         }
-        self.emit(RebalanceEvent::Assigned(mine));
+        self.emit(RebalanceEvent::Assigned(added));
         Ok(JoinOutcome::Joined)
     }
 
@@ -1143,4 +1244,17 @@ fn retry_join(code: i16) -> bool {
 
 fn ms(d: Duration) -> i32 {
     d.as_millis().min(i32::MAX as u128) as i32
+}
+
+/// Kept partitions resume where the application got to when the fetcher is reset.
+fn rebase(sh: &mut Shared) {
+    let positions: Vec<(Tp, i64)> = sh
+        .positions
+        .iter()
+        .filter(|(tp, _)| sh.assignment.contains(*tp))
+        .map(|(tp, p)| (tp.clone(), *p))
+        .collect();
+    for (tp, p) in positions {
+        sh.start.insert(tp, p);
+    }
 }

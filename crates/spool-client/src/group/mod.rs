@@ -9,10 +9,12 @@
 //! ```
 //!
 //! The membership task heartbeats every `heartbeat_interval` however rarely the application
-//! polls. Rebalances are eager (Java's classic `range`/`roundrobin` behaviour): on
-//! REBALANCE_IN_PROGRESS every partition is revoked (after committing what was consumed when
-//! auto-commit is on), the member rejoins, and the new assignment starts at the committed
-//! offsets (or `auto_offset_reset`). Records are handed to the application only while the
+//! polls. Rebalances are eager unless every configured assignor is cooperative: on
+//! REBALANCE_IN_PROGRESS an eager member revokes every partition (after committing what was
+//! consumed when auto-commit is on), rejoins, and its new assignment starts at the committed
+//! offsets (or `auto_offset_reset`). A cooperative member (`[cooperative-sticky]`) keeps
+//! consuming while it rejoins, sends its owned partitions, gives up only what the new
+//! assignment takes away (committing it) and then rejoins once more so those partitions can move. Records are handed to the application only while the
 //! assignment they were fetched under is current, so the offsets committed on revocation cover
 //! exactly the records delivered.
 //!
@@ -47,7 +49,9 @@ use crate::config::{AutoOffsetReset, ConsumerConfig};
 use crate::consumer::{Consumer, ConsumerRecord, Offset};
 use crate::error::{Error, Result};
 
-pub use assignor::{Assignor, MemberSubscription, RangeAssignor, RoundRobinAssignor};
+pub use assignor::{
+    Assignor, CooperativeStickyAssignor, MemberSubscription, RangeAssignor, RoundRobinAssignor,
+};
 use coordinator::{Command, Membership, Shared};
 
 /// Records (with the assignment epoch they were fetched under) sent to a [`GroupStream`].
@@ -132,7 +136,9 @@ pub struct GroupConfig {
     pub auto_commit: bool,
     /// `auto.commit.interval.ms` (5 s).
     pub auto_commit_interval: Duration,
-    /// `partition.assignment.strategy`: in order of preference. Default `[range, roundrobin]`.
+    /// `partition.assignment.strategy`: in order of preference. Default
+    /// `[range, cooperative-sticky]` like Java 3+: rebalancing is eager unless every assignor
+    /// listed supports the cooperative protocol (e.g. `[cooperative-sticky]` alone).
     pub assignors: Vec<Arc<dyn Assignor>>,
     /// Fetch settings; its `auto_offset_reset` applies to partitions without a committed offset.
     pub consumer: ConsumerConfig,
@@ -167,7 +173,7 @@ impl GroupConfig {
             heartbeat_interval: Duration::from_secs(3),
             auto_commit: true,
             auto_commit_interval: Duration::from_secs(5),
-            assignors: vec![Arc::new(RangeAssignor), Arc::new(RoundRobinAssignor)],
+            assignors: vec![Arc::new(RangeAssignor), Arc::new(CooperativeStickyAssignor)],
             consumer: ConsumerConfig::default(),
             on_rebalance: None,
         }

@@ -39,6 +39,10 @@ struct Coord {
     next_member: u32,
     assignment: bytes::Bytes,
     committed: HashMap<(String, i32), (i64, String)>,
+    /// Answered to the next SyncGroup instead of the leader's assignment.
+    override_assignment: Option<bytes::Bytes>,
+    /// Owned partitions sent with each JoinGroup (first protocol's subscription).
+    owned: Vec<Vec<(String, i32)>>,
 }
 
 impl Coord {
@@ -152,6 +156,11 @@ async fn serve(
             let resp = {
                 let mut s = st.lock().unwrap();
                 s.log.push(format!("JoinGroup member={}", req.member_id));
+                if let Some(p) = req.protocols.first() {
+                    let sub =
+                        super::assignor::decode_subscription("", None, p.metadata.clone()).unwrap();
+                    s.owned.push(sub.owned_partitions);
+                }
                 let code = s.fault(ApiKey::JoinGroup);
                 if code != 0 {
                     JoinGroupResponse::default().with_error_code(code)
@@ -185,9 +194,10 @@ async fn serve(
                 if let Some(a) = req.assignments.first() {
                     s.assignment = a.assignment.clone();
                 }
+                let assignment = s.override_assignment.take().unwrap_or(s.assignment.clone());
                 SyncGroupResponse::default()
                     .with_error_code(code)
-                    .with_assignment(s.assignment.clone())
+                    .with_assignment(assignment)
             };
             b.respond(h, &resp).await;
         }
@@ -614,5 +624,101 @@ async fn pattern_subscription_resolves_matching_topics() {
     let mut c = client.group_consumer(test_config(Arc::default())).unwrap();
     c.subscribe_matching(|t| t.starts_with('t'));
     eventually("assignment", || c.assignment() == all3()).await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn cooperative_member_keeps_partitions_and_revokes_only_what_moves() {
+    let (addr, state, task) = start().await;
+    let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let mut cfg = test_config(events.clone());
+    cfg.assignors = vec![Arc::new(CooperativeStickyAssignor)];
+    let mut c = client.group_consumer(cfg).unwrap();
+    c.subscribe(["t"]);
+    eventually("assignment", || c.assignment() == all3()).await;
+    let epoch = c.handle.shared.lock().unwrap().epoch;
+    c.handle
+        .shared
+        .lock()
+        .unwrap()
+        .positions
+        .extend([(("t".into(), 0), 4), (("t".into(), 1), 6)]);
+    // A rebalance that keeps everything: nothing revoked, consumption uninterrupted.
+    state.lock().unwrap().log.clear();
+    state
+        .lock()
+        .unwrap()
+        .faults
+        .insert(ApiKey::Heartbeat as i16, VecDeque::from([27]));
+    eventually("rejoin", || c.handle().member().1 == 2).await;
+    assert_eq!(c.assignment(), all3());
+    assert_eq!(c.handle.shared.lock().unwrap().epoch, epoch, "no reset");
+    assert_eq!(
+        state.lock().unwrap().owned.last(),
+        Some(&all3()),
+        "owned sent"
+    );
+    assert_eq!(
+        log(&state)[..3],
+        [
+            "Heartbeat generation=1 -> 27",
+            "OffsetCommit generation=1 t-0=4",
+            "OffsetCommit generation=1 t-1=6",
+        ],
+        "commit before rejoining"
+    );
+    // Now the leader takes t-1 and t-2 away: revoked, then a follow-up join.
+    c.handle
+        .shared
+        .lock()
+        .unwrap()
+        .positions
+        .insert(("t".into(), 1), 8);
+    state.lock().unwrap().override_assignment =
+        Some(super::assignor::encode_assignment(&[("t".to_string(), 0)]).unwrap());
+    state.lock().unwrap().log.clear();
+    state
+        .lock()
+        .unwrap()
+        .faults
+        .insert(ApiKey::Heartbeat as i16, VecDeque::from([27]));
+    eventually("follow-up", || c.handle().member().1 == 4).await;
+    let l = log(&state);
+    assert_eq!(
+        l[..6],
+        [
+            "Heartbeat generation=2 -> 27",
+            "OffsetCommit generation=2 t-1=8",
+            "JoinGroup member=m1",
+            "SyncGroup generation=3",
+            "JoinGroup member=m1",
+            "SyncGroup generation=4",
+        ],
+        "committed before the join (nothing new to commit at revocation), then a follow-up join"
+    );
+    let ev = events.lock().unwrap().clone();
+    assert!(ev.contains(&RebalanceEvent::Revoked(vec![
+        ("t".into(), 1),
+        ("t".into(), 2)
+    ])));
+    assert_eq!(
+        ev.last(),
+        Some(&RebalanceEvent::Assigned(vec![
+            ("t".into(), 1),
+            ("t".into(), 2)
+        ]))
+    );
+    assert_eq!(c.assignment(), all3());
+    // t-0 was never revoked; it resumes from the consumed position.
+    assert_eq!(
+        c.handle
+            .shared
+            .lock()
+            .unwrap()
+            .start
+            .get(&("t".to_string(), 0)),
+        Some(&4)
+    );
     task.abort();
 }
