@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::admin::Admin;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::group::assignor::decode_assignment;
 
 /// A group in [`Admin::list_groups`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,8 +163,9 @@ impl Admin {
                     group_instance_id: m.group_instance_id.map(|s| s.to_string()),
                     client_id: m.client_id.to_string(),
                     client_host: m.client_host.to_string(),
+                    // Unreadable assignments (another client's protocol) are shown as none.
                     assignment: if consumer {
-                        decode_assignment(&m.member_assignment)
+                        decode_assignment(m.member_assignment).unwrap_or_default()
                     } else {
                         Vec::new()
                     },
@@ -296,62 +298,5 @@ impl Admin {
             }
         }
         Ok(())
-    }
-}
-
-/// Partitions of a ConsumerProtocolAssignment (an i16 version, then an int32-counted array of
-/// (int16-length topic, int32-counted int32 partitions)). Parsed by hand so counts are checked
-/// against the bytes present before anything is allocated; malformed input yields nothing.
-pub(crate) fn decode_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
-    fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = buf.split_at_checked(n)?;
-        *buf = rest;
-        Some(head)
-    }
-    fn int(buf: &mut &[u8]) -> Option<i32> {
-        Some(i32::from_be_bytes(take(buf, 4)?.try_into().ok()?))
-    }
-    let parse = |mut buf: &[u8]| -> Option<Vec<(String, i32)>> {
-        take(&mut buf, 2)?;
-        let topics = int(&mut buf)?;
-        if topics < 0 || topics as usize > buf.len() / 6 {
-            return None;
-        }
-        let mut out = Vec::new();
-        for _ in 0..topics {
-            let len = i16::from_be_bytes(take(&mut buf, 2)?.try_into().ok()?);
-            let name =
-                String::from_utf8_lossy(take(&mut buf, usize::try_from(len).ok()?)?).into_owned();
-            let n = int(&mut buf)?;
-            if n < 0 || n as usize > buf.len() / 4 {
-                return None;
-            }
-            for _ in 0..n {
-                out.push((name.clone(), int(&mut buf)?));
-            }
-        }
-        Some(out)
-    };
-    parse(bytes).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decode_assignment;
-
-    #[test]
-    fn assignments_decode_and_lies_are_harmless() {
-        let mut b = vec![
-            0, 3, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 5,
-        ];
-        b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // null user data
-        assert_eq!(
-            decode_assignment(&b),
-            vec![("t".to_string(), 0), ("t".to_string(), 5)]
-        );
-        assert!(decode_assignment(&[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_empty());
-        for cut in 0..b.len() {
-            let _ = decode_assignment(&b[..cut]);
-        }
     }
 }

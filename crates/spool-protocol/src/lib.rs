@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod codec;
 pub mod compression;
+pub mod embedded;
 pub mod error;
 pub mod frame;
 pub mod guard;

@@ -723,50 +723,41 @@ fn subscribed_topics(state: &BrokerState, group: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Topics of a ConsumerProtocolSubscription (an i16 version, then an int32-counted array of
-/// int16-length strings; the embedded schema is not flexible in any version). Parsed by hand
-/// because kafka-protocol would size its vector from the count before checking it.
-fn decode_subscription(md: &[u8]) -> Vec<String> {
-    fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = buf.split_at_checked(n)?;
-        *buf = rest;
-        Some(head)
+/// Topics of a ConsumerProtocolSubscription (an i16 version, then the message). Malformed
+/// metadata yields none.
+fn decode_subscription(md: &Bytes) -> Vec<String> {
+    use kafka_protocol::protocol::Decodable;
+    use spool_protocol::embedded::{self, Embedded};
+    if md.len() < 2 {
+        return Vec::new();
     }
-    let mut buf = md;
-    let parse = |buf: &mut &[u8]| -> Option<Vec<String>> {
-        take(buf, 2)?; // version
-        let count = i32::from_be_bytes(take(buf, 4)?.try_into().ok()?);
-        // Each topic takes at least its 2-byte length.
-        if count < 0 || count as usize > buf.len() / 2 {
-            return None;
-        }
-        let mut topics = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let len = i16::from_be_bytes(take(buf, 2)?.try_into().ok()?);
-            let name = take(buf, usize::try_from(len).ok()?)?;
-            topics.push(String::from_utf8_lossy(name).into_owned());
-        }
-        Some(topics)
-    };
-    parse(&mut buf).unwrap_or_default()
+    let version = i16::from_be_bytes([md[0], md[1]]).clamp(0, 3);
+    let mut body = md.slice(2..);
+    // Another client's bytes: bound every count before kafka-protocol allocates from it.
+    if !embedded::check(Embedded::Subscription, version, &body) {
+        return Vec::new();
+    }
+    match ConsumerProtocolSubscription::decode(&mut body, version) {
+        Ok(s) => s.topics.into_iter().map(|t| t.to_string()).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::decode_subscription;
+    use bytes::Bytes;
 
     #[test]
     fn subscriptions_parse_and_lies_do_not_allocate() {
-        let mut md = vec![0, 1, 0, 0, 0, 2];
+        let mut md = vec![0, 0, 0, 0, 0, 2];
         for t in ["a", "bc"] {
             md.extend_from_slice(&(t.len() as i16).to_be_bytes());
             md.extend_from_slice(t.as_bytes());
         }
-        md.extend_from_slice(&[0, 0, 0, 0]); // user data etc. follow; ignored
-        assert_eq!(decode_subscription(&md), vec!["a", "bc"]);
-        assert!(decode_subscription(&[0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 1]).is_empty());
-        for cut in 0..md.len() {
-            let _ = decode_subscription(&md[..cut]);
-        }
+        md.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // null user data
+        assert_eq!(decode_subscription(&Bytes::from(md)), vec!["a", "bc"]);
+        let lie = Bytes::from_static(&[0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 1]);
+        assert!(decode_subscription(&lie).is_empty());
     }
 }

@@ -9,6 +9,7 @@
 //! `ConsumerProtocolSubscription` / `ConsumerProtocolAssignment` at that version. Versions newer
 //! than this client knows are read as the newest it knows (the format only ever appends fields).
 
+use spool_protocol::embedded::{self, Embedded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -390,6 +391,10 @@ pub fn decode_subscription(
 ) -> Result<MemberSubscription> {
     let what = "decoding consumer subscription";
     let version = read_version(&mut bytes, what)?;
+    // The bytes come from another member: check counts before kafka-protocol sizes from them.
+    if !embedded::check(Embedded::Subscription, version, &bytes) {
+        return Err(Error::protocol(what, "malformed subscription"));
+    }
     let msg = ConsumerProtocolSubscription::decode(&mut bytes, version)
         .map_err(|e| Error::protocol(what, e))?;
     Ok(MemberSubscription {
@@ -434,6 +439,10 @@ pub fn decode_assignment(mut bytes: Bytes) -> Result<Vec<(String, i32)>> {
     }
     let what = "decoding consumer assignment";
     let version = read_version(&mut bytes, what)?;
+    // The bytes come from the group's leader: check counts before kafka-protocol sizes from them.
+    if !embedded::check(Embedded::Assignment, version, &bytes) {
+        return Err(Error::protocol(what, "malformed assignment"));
+    }
     let msg = ConsumerProtocolAssignment::decode(&mut bytes, version)
         .map_err(|e| Error::protocol(what, e))?;
     let mut out: Vec<(String, i32)> = msg
