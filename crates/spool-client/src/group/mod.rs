@@ -328,7 +328,18 @@ pub struct GroupConsumer {
     epoch: u64,
     /// Paused partitions and the position to resume from (`None`: committed/reset).
     paused: HashMap<Tp, Option<i64>>,
-    task: tokio::task::JoinHandle<()>,
+    /// The membership task (heartbeats, commits); aborted on drop, like a crashed process.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for GroupConsumer {
+    /// Without [`GroupConsumer::close`] the member just stops: no commit, no LeaveGroup; the
+    /// coordinator notices after `session.timeout.ms`, as it would a crashed process.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 impl fmt::Debug for GroupConsumer {
@@ -353,7 +364,7 @@ impl Client {
             fetcher,
             epoch: 0,
             paused: HashMap::new(),
-            task,
+            task: Some(task),
         })
     }
 }
@@ -616,9 +627,11 @@ impl GroupConsumer {
     }
 
     /// Commits (with auto-commit), leaves the group (dynamic members) and stops.
-    pub async fn close(self) -> Result<()> {
+    pub async fn close(mut self) -> Result<()> {
         let r = self.handle.close().await;
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
         r
     }
 
