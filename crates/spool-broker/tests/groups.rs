@@ -31,11 +31,13 @@ async fn member(bootstrap: &str, group: &str) -> GroupConsumer {
 async fn produce(bootstrap: &str, from: usize, n: usize) {
     let client = Client::connect(ClientConfig::new(bootstrap)).await.unwrap();
     let producer = client.producer(ProducerConfig::default()).unwrap();
+    let mut deliveries = Vec::new();
     for i in from..from + n {
-        producer
-            .send(ProducerRecord::new("orders", i.to_string()).key(format!("k{i}")))
-            .await
-            .unwrap();
+        let record = ProducerRecord::new("orders", i.to_string()).key(format!("k{i}"));
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap();
     }
     producer.close().await.unwrap();
 }
