@@ -836,3 +836,53 @@ def test_aiokafka_group_consume_and_commit(bootstrap):
     assert got == want, f"aiokafka read {len(got)} of {len(want)}: missing {sorted(set(want) - set(got))[:10]}"
     assert dups == 0, f"aiokafka read {dups} records twice"
     assert commits == {0: 10, 1: 10, 2: 10}, f"aiokafka committed(): {commits}"
+
+
+def test_spool_and_librdkafka_members_share_one_group(bootstrap):
+    """A `spool consume --group` member and a confluent-kafka member in one group (range, the
+    assignor both offer): they split the partitions and read every record exactly once."""
+    from interop_helpers import check_spool_bin
+
+    topic = unique("mixed")
+    group = unique("mixed-group")
+    create_topic(bootstrap, topic, 4)
+    rd = Member(bootstrap, group, "rdkafka-member").subscribe(topic)
+    spool_member = None
+    try:
+        poll_until([rd], "the librdkafka member to own all 4 partitions", lambda: rd.assigned() == {0, 1, 2, 3}, JOIN_TIMEOUT)
+        spool_member = subprocess.Popen(
+            [str(check_spool_bin()), "consume", topic, "--group", group, "--from-beginning",
+             "--count", "40", "-f", "%p %o", "-b", bootstrap],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        poll_until([rd], "the Spool member to take two partitions", lambda: len(rd.assigned()) == 2, JOIN_TIMEOUT)
+        admin = admin_client(bootstrap)
+        desc = admin.describe_consumer_groups([group])[group].result(timeout=CLIENT_TIMEOUT)
+        clients = sorted(m.client_id for m in desc.members)
+        assert clients == ["rdkafka-member", "spool-cli"], clients
+        assert str(desc.partition_assignor) == "range", desc.partition_assignor
+
+        records = keyed_records(topic, 80)
+        produce_to_partitions(bootstrap, topic, records, 4)
+        mine = set(rd.assigned())
+        poll_until([rd], "the librdkafka member to read its 40 records", lambda: len(rd.got) >= 40, CLIENT_TIMEOUT)
+        out, err = spool_member.communicate(timeout=CLIENT_TIMEOUT)
+        assert spool_member.returncode == 0, err.decode(errors="replace")
+        theirs = {tuple(int(x) for x in line.split()) for line in out.decode().splitlines()}
+        assert len(theirs) == 40, out.decode()
+        assert all(p not in mine for p, _ in theirs), f"Spool read from {sorted({p for p, _ in theirs})}, librdkafka owns {sorted(mine)}"
+        # Once the Spool member has left, librdkafka owns everything: for the Spool member's
+        # partitions it must start from what Spool committed on close (their ends), so it reads
+        # nothing there. (Its own, uncommitted partitions may be read again after the rebalance.)
+        poll_until([rd], "the librdkafka member to own all 4 partitions again", lambda: rd.assigned() == {0, 1, 2, 3}, JOIN_TIMEOUT)
+        drain([rd], 2.0)
+        spool_parts = {p for p, _ in theirs}
+        reread = sorted(pos for pos in positions(rd.got) if pos[0] in spool_parts)
+        assert not reread, f"librdkafka re-read records the Spool member had committed: {reread[:5]}"
+        both = positions(rd.got) | theirs
+        assert len(both) == 80, f"together {len(both)} distinct records of 80"
+    finally:
+        if spool_member is not None and spool_member.poll() is None:
+            spool_member.kill()
+            spool_member.wait()
+        rd.close()
