@@ -195,23 +195,23 @@ impl Admin {
         let resp = conn.send_at(&req, version).await?;
         let mut out = BTreeMap::new();
         let context = || format!("offsets of group {group}");
+        // v8 nests the same answer per group; flatten both shapes to (topic, partition, offset,
+        // metadata) rows.
+        let mut rows: Vec<(String, i32, i64, Option<StrBytes>)> = Vec::new();
         if version >= 8 {
             for g in resp.groups {
                 if let Some(e) = Error::from_code(g.error_code, None, context()) {
                     return Err(e);
                 }
                 for t in g.topics {
-                    for p in t.partitions {
-                        if p.committed_offset >= 0 {
-                            out.insert(
-                                (t.name.0.to_string(), p.partition_index),
-                                CommittedOffset {
-                                    offset: p.committed_offset,
-                                    metadata: p.metadata.map(|m| m.to_string()),
-                                },
-                            );
-                        }
-                    }
+                    rows.extend(t.partitions.into_iter().map(|p| {
+                        (
+                            t.name.0.to_string(),
+                            p.partition_index,
+                            p.committed_offset,
+                            p.metadata,
+                        )
+                    }));
                 }
             }
         } else {
@@ -219,17 +219,26 @@ impl Admin {
                 return Err(e);
             }
             for t in resp.topics {
-                for p in t.partitions {
-                    if p.committed_offset >= 0 {
-                        out.insert(
-                            (t.name.0.to_string(), p.partition_index),
-                            CommittedOffset {
-                                offset: p.committed_offset,
-                                metadata: p.metadata.map(|m| m.to_string()),
-                            },
-                        );
-                    }
-                }
+                rows.extend(t.partitions.into_iter().map(|p| {
+                    (
+                        t.name.0.to_string(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.metadata,
+                    )
+                }));
+            }
+        }
+        for (topic, partition, offset, metadata) in rows {
+            // -1: no commit for this partition.
+            if offset >= 0 {
+                out.insert(
+                    (topic, partition),
+                    CommittedOffset {
+                        offset,
+                        metadata: metadata.map(|m| m.to_string()),
+                    },
+                );
             }
         }
         Ok(out)
