@@ -39,6 +39,8 @@ pub fn supported_versions() -> &'static [(ApiKey, i16, i16)] {
         (ApiKey::ListGroups, 0, 5),
         (ApiKey::DeleteGroups, 0, 2),
         (ApiKey::OffsetDelete, 0, 0),
+        (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+        (ApiKey::ConsumerGroupDescribe, 0, 1),
     ]
 }
 
@@ -146,6 +148,18 @@ pub(crate) async fn dispatch(
         }
         RequestKind::DeleteGroups(req) => {
             ResponseKind::DeleteGroups(handlers::groups::delete_groups(state, req).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(req) => {
+            ResponseKind::ConsumerGroupHeartbeat(handlers::consumer_groups::heartbeat(
+                state,
+                req,
+                v,
+                client_id,
+                format!("/{}", peer.ip()),
+            ))
+        }
+        RequestKind::ConsumerGroupDescribe(req) => {
+            ResponseKind::ConsumerGroupDescribe(handlers::consumer_groups::describe(state, req))
         }
         RequestKind::OffsetDelete(req) => {
             ResponseKind::OffsetDelete(handlers::groups::offset_delete(state, req).await)

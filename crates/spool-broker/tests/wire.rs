@@ -575,3 +575,105 @@ async fn a_group_lives_joins_syncs_commits_and_is_deleted_over_the_wire() {
     assert_eq!(call(&mut s, delete(), 2).await.results[0].error_code, 69);
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn kip_848_members_split_partitions_and_revoke_before_reassignment() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
+    };
+
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    call(&mut s, topic_request("k", 4, 1), 7).await;
+
+    let beat = |member: &str, epoch: i32, owned: Option<Vec<i32>>, topic_id: uuid::Uuid| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g848")))
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(if epoch == 0 {
+                Some(vec![TopicName(StrBytes::from_static_str("k"))])
+            } else {
+                None
+            })
+            // Owned partitions; an empty list (not an empty entry) when joining.
+            .with_topic_partitions(owned.map(|p| {
+                if p.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![TopicPartitions::default()
+                        .with_topic_id(topic_id)
+                        .with_partitions(p)]
+                }
+            }))
+    };
+    let owned = |r: &ConsumerGroupHeartbeatResponse| -> Option<Vec<i32>> {
+        r.assignment.as_ref().map(|a| {
+            let mut p: Vec<i32> = a
+                .topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.clone())
+                .collect();
+            p.sort();
+            p
+        })
+    };
+    let nil = uuid::Uuid::nil();
+    // Member A alone gets everything.
+    let a = call(&mut s, beat("member-a", 0, Some(vec![]), nil), 1).await;
+    assert_eq!(a.error_code, 0, "{:?}", a.error_message);
+    assert_eq!(owned(&a), Some(vec![0, 1, 2, 3]));
+    let topic_id = a.assignment.as_ref().unwrap().topic_partitions[0].topic_id;
+    assert!(!topic_id.is_nil());
+    let a_epoch = a.member_epoch;
+    let a = call(
+        &mut s,
+        beat("member-a", a_epoch, Some(vec![0, 1, 2, 3]), topic_id),
+        1,
+    )
+    .await;
+    assert_eq!(a.error_code, 0);
+
+    // B joins: it gets nothing A still owns.
+    let b = call(&mut s, beat("member-b", 0, Some(vec![]), nil), 1).await;
+    assert_eq!(b.error_code, 0);
+    assert_eq!(owned(&b).unwrap_or_default(), Vec::<i32>::new());
+    // A is asked to give two partitions up...
+    let a = call(
+        &mut s,
+        beat("member-a", a_epoch, Some(vec![0, 1, 2, 3]), topic_id),
+        1,
+    )
+    .await;
+    let keep = owned(&a).expect("a new, smaller assignment for A");
+    assert_eq!(keep.len(), 2);
+    // ...and acknowledges by heartbeating with only what it keeps.
+    let a = call(
+        &mut s,
+        beat("member-a", a.member_epoch, Some(keep.clone()), topic_id),
+        1,
+    )
+    .await;
+    assert_eq!(a.error_code, 0);
+    // Now B receives the released partitions.
+    let b = call(
+        &mut s,
+        beat("member-b", b.member_epoch, Some(vec![]), topic_id),
+        1,
+    )
+    .await;
+    let theirs = owned(&b).expect("B's assignment once A released");
+    assert_eq!(theirs.len(), 2);
+    assert!(theirs.iter().all(|p| !keep.contains(p)));
+    // A stale epoch is fenced.
+    let stale = call(
+        &mut s,
+        beat("member-b", b.member_epoch + 5, Some(theirs), topic_id),
+        1,
+    )
+    .await;
+    assert_eq!(stale.error_code, 110);
+    broker.shutdown().await.unwrap();
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::consumer_group::{CgHeartbeat, CgResponse, ConsumerGroup, TopicInfo};
 use super::offsets::OffsetStore;
 use super::{
     Action, ErrorCode, Group, GroupConfig, GroupState, JoinRequest, JoinResponse, RequestId,
@@ -56,6 +57,8 @@ impl Entry {
 pub(crate) struct GroupManager {
     config: GroupConfig,
     groups: Mutex<HashMap<String, Entry>>,
+    /// KIP-848 consumer groups. Lock order: `groups`, then `consumer`.
+    consumer: Mutex<HashMap<String, ConsumerGroup>>,
     next_request: AtomicU64,
     salt: u64,
     /// Committed offsets.
@@ -78,6 +81,7 @@ impl GroupManager {
         Ok(GroupManager {
             config,
             groups: Mutex::new(HashMap::new()),
+            consumer: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             salt,
             offsets: Arc::new(OffsetStore::open(data_dir)?),
@@ -86,6 +90,63 @@ impl GroupManager {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_consumer(&self) -> MutexGuard<'_, HashMap<String, ConsumerGroup>> {
+        self.consumer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// ConsumerGroupHeartbeat. A classic group with members keeps its id to itself.
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        req: CgHeartbeat,
+        now_ms: i64,
+        resolve: &dyn Fn(&str) -> Option<TopicInfo>,
+    ) -> CgResponse {
+        let mut classic = self.lock();
+        let mut consumer = self.lock_consumer();
+        if !consumer.contains_key(group_id) {
+            if let Some(e) = classic.get(group_id) {
+                if e.group.members().next().is_some() {
+                    return CgResponse {
+                        error: Some(kafka_protocol::ResponseError::GroupIdNotFound),
+                        message: Some(format!("group {group_id} is not a consumer group")),
+                        ..Default::default()
+                    };
+                }
+                // An empty classic group becomes a consumer group.
+                let mut e = classic.remove(group_id).expect("present");
+                let actions = e.group.mark_dead();
+                e.deliver(actions);
+            }
+        }
+        if req.member_epoch != 0 && !consumer.contains_key(group_id) {
+            return CgResponse {
+                error: Some(kafka_protocol::ResponseError::UnknownMemberId),
+                message: Some("unknown member: rejoin with epoch 0".into()),
+                ..Default::default()
+            };
+        }
+        drop(classic);
+        let group = consumer
+            .entry(group_id.to_string())
+            .or_insert_with(|| ConsumerGroup::new(group_id, Default::default()));
+        let resp = group.heartbeat(req, now_ms, resolve);
+        if group.is_empty() && group.group_epoch() == 0 {
+            // A refused first join leaves no group behind.
+            consumer.remove(group_id);
+        }
+        resp
+    }
+
+    /// Runs `f` on a consumer group, if there is one by that id.
+    pub fn with_consumer<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&ConsumerGroup) -> T,
+    ) -> Option<T> {
+        self.lock_consumer().get(group_id).map(f)
     }
 
     fn entry<'a>(&self, groups: &'a mut HashMap<String, Entry>, id: &str) -> &'a mut Entry {
@@ -107,6 +168,13 @@ impl GroupManager {
         let member_id = req.member_id.clone();
         let rx = {
             let mut groups = self.lock();
+            {
+                // An empty KIP-848 group gives its id up to a classic one.
+                let mut consumer = self.lock_consumer();
+                if consumer.get(group_id).is_some_and(|g| g.is_empty()) {
+                    consumer.remove(group_id);
+                }
+            }
             let entry = self.entry(&mut groups, group_id);
             let (tx, rx) = oneshot::channel();
             entry.waiting.insert(id, tx);
@@ -160,27 +228,52 @@ impl GroupManager {
     }
 
     /// State and member count of a group, if it exists in memory.
+    /// (Consumer groups report Empty or Stable.)
     pub fn state(&self, group_id: &str) -> Option<(GroupState, usize)> {
-        self.lock()
+        let classic = self
+            .lock()
             .get(group_id)
-            .map(|e| (e.group.state(), e.group.members().count()))
+            .map(|e| (e.group.state(), e.group.members().count()));
+        classic.or_else(|| {
+            self.with_consumer(group_id, |g| {
+                let n = g.members().count();
+                let s = if n == 0 {
+                    GroupState::Empty
+                } else {
+                    GroupState::Stable
+                };
+                (s, n)
+            })
+        })
     }
 
     /// Every known group id: live groups and groups with committed offsets.
     pub fn group_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.lock().keys().cloned().collect();
+        ids.extend(self.lock_consumer().keys().cloned());
         for g in self.offsets.groups() {
             if !ids.contains(&g) {
                 ids.push(g);
             }
         }
         ids.sort();
+        ids.dedup();
         ids
     }
 
     /// Forgets a group that has no members (DeleteGroups). Returns false when it has some.
     pub fn remove_if_empty(&self, group_id: &str) -> bool {
         let mut groups = self.lock();
+        {
+            let mut consumer = self.lock_consumer();
+            match consumer.get(group_id) {
+                Some(g) if !g.is_empty() => return false,
+                Some(_) => {
+                    consumer.remove(group_id);
+                }
+                None => {}
+            }
+        }
         match groups.get_mut(group_id) {
             Some(e)
                 if e.group.state() != GroupState::Empty && e.group.state() != GroupState::Dead =>
@@ -203,6 +296,12 @@ impl GroupManager {
         for entry in groups.values_mut() {
             let actions = entry.group.tick(now_ms);
             entry.deliver(actions);
+        }
+        drop(groups);
+        for g in self.lock_consumer().values_mut() {
+            for member in g.tick(now_ms) {
+                tracing::info!(group = g.id(), member, "consumer group member expired");
+            }
         }
     }
 

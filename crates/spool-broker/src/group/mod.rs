@@ -15,9 +15,14 @@
 //! so they come back as [`Action`]s naming the request they answer. Every
 //! request id handed in is answered exactly once.
 //!
-//! Non-goals for now: offsets, persistence of group metadata, the KIP-848
-//! consumer protocol, JoinGroup v9 `skip_assignment`.
+//! The KIP-848 consumer protocol (ConsumerGroupHeartbeat) lives in [`consumer_group`], with
+//! its server-side assignors in [`assignor`].
+//!
+//! Non-goals for now: persistence of group metadata, JoinGroup v9 `skip_assignment`,
+//! classic-to-consumer upgrades of groups with members.
 
+pub(crate) mod assignor;
+pub(crate) mod consumer_group;
 mod coordinator;
 pub(crate) mod manager;
 mod member;

@@ -1,4 +1,5 @@
-//! Consumer-group APIs (classic protocol): FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! Consumer-group APIs (classic protocol; KIP-848 groups answer OffsetCommit/OffsetFetch,
+//! DescribeGroups and ListGroups here too): FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups,
 //! OffsetDelete. The rules live in `group::Group`; this maps wire structs to it.
 
@@ -93,6 +94,16 @@ pub(crate) async fn join_group(
             .with_member_id(req.member_id);
     }
     let group_id = req.group_id.0.to_string();
+    if state
+        .groups
+        .with_consumer(&group_id, |g| !g.is_empty())
+        .unwrap_or(false)
+    {
+        // A KIP-848 consumer group: classic members cannot join it.
+        return JoinGroupResponse::default()
+            .with_error_code(ResponseError::InconsistentGroupProtocol.code())
+            .with_member_id(req.member_id);
+    }
     // v0 has no rebalance timeout: Kafka uses the session timeout.
     let rebalance_timeout_ms = if version >= 1 {
         req.rebalance_timeout_ms
@@ -273,6 +284,13 @@ fn commit_check(
     instance: Option<&str>,
     generation: i32,
 ) -> Result<(), ResponseError> {
+    // KIP-848 groups check the member epoch instead of the generation.
+    if let Some(r) = state
+        .groups
+        .with_consumer(group, |g| g.validate_offset_request(member, generation))
+    {
+        return r;
+    }
     let check = state.groups.with_group(group, |g| {
         let code = if generation < 0 && member.is_empty() {
             // A "simple" consumer (no membership) may commit only while nobody is a member.
@@ -434,6 +452,24 @@ pub(crate) fn offset_fetch(
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
+                // v9 (KIP-848): a consumer group's member must be at its current epoch.
+                let member = g.member_id.as_deref().unwrap_or_default().to_string();
+                let check = if version >= 9 {
+                    state.groups.with_consumer(&g.group_id.0, |cg| {
+                        if member.is_empty() && g.member_epoch < 0 {
+                            Ok(())
+                        } else {
+                            cg.validate_offset_request(&member, g.member_epoch)
+                        }
+                    })
+                } else {
+                    None
+                };
+                if let Some(Err(e)) = check {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code());
+                }
                 let found = fetch_offsets(state, &g.group_id.0, topics);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
@@ -513,68 +549,94 @@ pub(crate) fn describe_groups(
     req: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
-    let groups = req
-        .groups
-        .into_iter()
-        .map(|id| {
-            let described = state.groups.with_group(&id.0, |g| {
-                let protocol = g.protocol_name().unwrap_or_default().to_string();
-                let stable = g.state() == GroupState::Stable;
-                let members = g
-                    .members()
-                    .map(|m| {
-                        let metadata = m
-                            .protocols()
-                            .iter()
-                            .find(|(name, _)| *name == protocol)
-                            .map(|(_, md)| md.clone())
-                            .unwrap_or_default();
-                        DescribedGroupMember::default()
-                            .with_member_id(text(m.member_id()))
-                            .with_group_instance_id(m.group_instance_id().map(text))
-                            .with_client_id(text(m.client_id()))
-                            .with_client_host(text(m.client_host()))
-                            .with_member_metadata(metadata)
-                            // Assignments are only meaningful once the group is stable.
-                            .with_member_assignment(if stable {
-                                m.assignment().clone()
-                            } else {
-                                Bytes::new()
+    let groups =
+        req.groups
+            .into_iter()
+            .map(|id| {
+                if let Some(d) = state.groups.with_consumer(&id.0, |g| {
+                    // A KIP-848 group, shown the classic way: assignments encoded as
+                    // ConsumerProtocolAssignment so classic tools can read them.
+                    let members =
+                        g.members()
+                            .map(|m| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(text(m.member_id.clone()))
+                                    .with_group_instance_id(m.instance_id.clone().map(text))
+                                    .with_client_id(text(m.client_id.clone()))
+                                    .with_client_host(text(m.client_host.clone()))
+                                    .with_member_assignment(
+                                        super::consumer_groups::classic_assignment(g, &m.assigned),
+                                    )
                             })
-                    })
-                    .collect();
-                let d = DescribedGroup::default()
-                    .with_group_id(id.clone())
-                    .with_group_state(text(state_name(g.state())))
-                    .with_protocol_type(text(g.protocol_type().unwrap_or_default()))
-                    .with_protocol_data(text(protocol))
-                    .with_members(members)
-                    .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
-                (d, Vec::new())
-            });
-            match described {
-                Some(d) => d,
-                // Known only through its offsets: an empty group.
-                None if state.groups.offsets.last_commit_ms(&id.0).is_some() => {
+                            .collect();
                     DescribedGroup::default()
-                        .with_group_id(id)
-                        .with_group_state(text("Empty"))
+                        .with_group_id(id.clone())
+                        .with_group_state(text(g.state_name()))
+                        .with_protocol_type(text("consumer"))
+                        .with_protocol_data(text(g.assignor_name()))
+                        .with_members(members)
                         .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+                }) {
+                    return d;
                 }
-                // Kafka 4 answers GROUP_ID_NOT_FOUND from v6, and a Dead group before.
-                None if version >= 6 => DescribedGroup::default()
-                    .with_group_id(id.clone())
-                    .with_error_code(ResponseError::GroupIdNotFound.code())
-                    .with_error_message(Some(text(format!("Group {} not found.", id.0))))
-                    .with_group_state(text("Dead"))
-                    .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
-                None => DescribedGroup::default()
-                    .with_group_id(id)
-                    .with_group_state(text("Dead"))
-                    .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
-            }
-        })
-        .collect();
+                let described = state.groups.with_group(&id.0, |g| {
+                    let protocol = g.protocol_name().unwrap_or_default().to_string();
+                    let stable = g.state() == GroupState::Stable;
+                    let members = g
+                        .members()
+                        .map(|m| {
+                            let metadata = m
+                                .protocols()
+                                .iter()
+                                .find(|(name, _)| *name == protocol)
+                                .map(|(_, md)| md.clone())
+                                .unwrap_or_default();
+                            DescribedGroupMember::default()
+                                .with_member_id(text(m.member_id()))
+                                .with_group_instance_id(m.group_instance_id().map(text))
+                                .with_client_id(text(m.client_id()))
+                                .with_client_host(text(m.client_host()))
+                                .with_member_metadata(metadata)
+                                // Assignments are only meaningful once the group is stable.
+                                .with_member_assignment(if stable {
+                                    m.assignment().clone()
+                                } else {
+                                    Bytes::new()
+                                })
+                        })
+                        .collect();
+                    let d = DescribedGroup::default()
+                        .with_group_id(id.clone())
+                        .with_group_state(text(state_name(g.state())))
+                        .with_protocol_type(text(g.protocol_type().unwrap_or_default()))
+                        .with_protocol_data(text(protocol))
+                        .with_members(members)
+                        .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+                    (d, Vec::new())
+                });
+                match described {
+                    Some(d) => d,
+                    // Known only through its offsets: an empty group.
+                    None if state.groups.offsets.last_commit_ms(&id.0).is_some() => {
+                        DescribedGroup::default()
+                            .with_group_id(id)
+                            .with_group_state(text("Empty"))
+                            .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+                    }
+                    // Kafka 4 answers GROUP_ID_NOT_FOUND from v6, and a Dead group before.
+                    None if version >= 6 => DescribedGroup::default()
+                        .with_group_id(id.clone())
+                        .with_error_code(ResponseError::GroupIdNotFound.code())
+                        .with_error_message(Some(text(format!("Group {} not found.", id.0))))
+                        .with_group_state(text("Dead"))
+                        .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                    None => DescribedGroup::default()
+                        .with_group_id(id)
+                        .with_group_state(text("Dead"))
+                        .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                }
+            })
+            .collect();
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
@@ -584,19 +646,32 @@ pub(crate) fn list_groups(state: &BrokerState, req: ListGroupsRequest) -> ListGr
         .group_ids()
         .into_iter()
         .filter_map(|id| {
-            let (group_state, protocol_type) = state
+            let consumer = state
                 .groups
-                .with_group(&id, |g| {
+                .with_consumer(&id, |g| g.state_name().to_string());
+            let (name, protocol_type, group_type) = match consumer {
+                Some(s) => (s, "consumer".to_string(), "consumer"),
+                None => {
+                    let (group_state, protocol_type) = state
+                        .groups
+                        .with_group(&id, |g| {
+                            (
+                                (g.state(), g.protocol_type().unwrap_or_default().to_string()),
+                                Vec::new(),
+                            )
+                        })
+                        .unwrap_or((GroupState::Empty, String::new()));
+                    if group_state == GroupState::Dead {
+                        return None;
+                    }
                     (
-                        (g.state(), g.protocol_type().unwrap_or_default().to_string()),
-                        Vec::new(),
+                        state_name(group_state).to_string(),
+                        protocol_type,
+                        "classic",
                     )
-                })
-                .unwrap_or((GroupState::Empty, String::new()));
-            if group_state == GroupState::Dead {
-                return None;
-            }
-            let name = state_name(group_state);
+                }
+            };
+            let name = name.as_str();
             let state_ok = req.states_filter.is_empty()
                 || req
                     .states_filter
@@ -606,13 +681,13 @@ pub(crate) fn list_groups(state: &BrokerState, req: ListGroupsRequest) -> ListGr
                 || req
                     .types_filter
                     .iter()
-                    .any(|t| t.eq_ignore_ascii_case("classic"));
+                    .any(|t| t.eq_ignore_ascii_case(group_type));
             (state_ok && type_ok).then(|| {
                 ListedGroup::default()
                     .with_group_id(GroupId(text(id)))
                     .with_protocol_type(text(protocol_type))
                     .with_group_state(text(name))
-                    .with_group_type(text("classic"))
+                    .with_group_type(text(group_type))
             })
         })
         .collect();
@@ -705,6 +780,12 @@ pub(crate) async fn offset_delete(
 
 /// Topics the members of a live consumer group subscribe to (from their protocol metadata).
 fn subscribed_topics(state: &BrokerState, group: &str) -> Vec<String> {
+    if let Some(topics) = state
+        .groups
+        .with_consumer(group, |g| g.subscribed_topics().into_iter().collect())
+    {
+        return topics;
+    }
     state
         .groups
         .with_group(group, |g| {
