@@ -91,7 +91,10 @@ async fn members_split_partitions_hand_them_over_and_resume_from_commits_after_r
     let mut c = member(&addr, "g").await;
     // Both must be polled for the rebalance to complete, so poll them together.
     timeout(Duration::from_secs(30), async {
-        while a.assignment().len() + c.assignment().len() != 6 || a.assignment().is_empty() {
+        while a.assignment().len() + c.assignment().len() != 6
+            || a.assignment().is_empty()
+            || c.assignment().is_empty()
+        {
             a.poll(Duration::from_millis(50)).await.unwrap();
             c.poll(Duration::from_millis(50)).await.unwrap();
         }
@@ -117,6 +120,15 @@ async fn members_split_partitions_hand_them_over_and_resume_from_commits_after_r
         consume(&mut [&mut a], 30).await,
         (60..90).collect::<Vec<_>>()
     );
+    // Everything produced was consumed: no lag on any partition that was fetched.
+    let mut fetched = 0;
+    for p in 0..6 {
+        if let Some(lag) = a.lag("orders", p).await.unwrap() {
+            assert_eq!(lag, 0, "partition {p}");
+            fetched += 1;
+        }
+    }
+    assert!(fetched > 0, "no partition reported a high watermark");
     a.commit_sync().await.unwrap();
     a.close().await.unwrap();
 

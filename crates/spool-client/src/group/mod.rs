@@ -532,6 +532,17 @@ impl GroupConsumer {
         self.fetcher.position(topic, partition).await
     }
 
+    /// Records of an assigned partition not yet returned: its high watermark as of the last
+    /// fetch minus the position. `None` until a fetch of the partition has answered.
+    pub async fn lag(&mut self, topic: &str, partition: i32) -> Result<Option<i64>> {
+        let position = self.position(topic, partition).await?;
+        Ok(self
+            .fetcher
+            .high_watermark(topic, partition)
+            .filter(|hw| *hw >= 0)
+            .map(|hw| (hw - position).max(0)))
+    }
+
     /// Moves an assigned partition's position; takes effect on the next poll.
     pub fn seek(&mut self, topic: &str, partition: i32, offset: Offset) -> Result<()> {
         self.sync_assignment()?;
