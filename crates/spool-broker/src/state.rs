@@ -47,7 +47,7 @@ impl BrokerState {
         let producer_ids =
             ProducerIds::open(&config.data_dir).map_err(|e| io("reading producer ids", e))?;
         let logs = LogManager::open(&config.data_dir)?;
-        let groups = GroupManager::open(&config.data_dir, config.group.clone())
+        let groups = GroupManager::open(&config.data_dir, config.group.clone(), shutdown.clone())
             .map_err(|e| io("reading committed offsets", e))?;
         Ok(Arc::new(BrokerState {
             config,

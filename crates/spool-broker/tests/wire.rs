@@ -677,3 +677,60 @@ async fn kip_848_members_split_partitions_and_revoke_before_reassignment() {
     assert_eq!(stale.error_code, 110);
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_parked_join_does_not_hold_up_shutdown() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::*;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = spool_broker::BrokerConfig::new(dir.path());
+    config.group.initial_rebalance_delay_ms = 0;
+    let broker = EmbeddedBroker::start_with(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let join = |member: StrBytes| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("parked")))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(60_000)
+            .with_member_id(member)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"m"))])
+    };
+    let mut a = TcpStream::connect(broker.addr()).await.unwrap();
+    let first = call(&mut a, join(StrBytes::default()), 3).await;
+    assert_eq!((first.error_code, first.generation_id), (0, 1));
+    // A second member's join waits for the first to rejoin, for up to a minute.
+    let mut b = TcpStream::connect(broker.addr()).await.unwrap();
+    let parked = tokio::spawn(async move { call(&mut b, join(StrBytes::default()), 3).await });
+    // Wait until the broker holds that join (the group is rebalancing).
+    let mut c = TcpStream::connect(broker.addr()).await.unwrap();
+    let describe = || {
+        DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("parked"))])
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while call(&mut c, describe(), 5).await.groups[0]
+            .group_state
+            .as_str()
+            != "PreparingRebalance"
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the second join never started a rebalance");
+    // Shutdown must not wait for that minute.
+    tokio::time::timeout(std::time::Duration::from_secs(20), broker.shutdown())
+        .await
+        .expect("shutdown waited for the parked JoinGroup")
+        .unwrap();
+    let answer = parked.await.unwrap();
+    assert_eq!(
+        answer.error_code, 15,
+        "parked join answered COORDINATOR_NOT_AVAILABLE"
+    );
+}

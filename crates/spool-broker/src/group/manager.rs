@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use tokio::sync::oneshot;
 
@@ -61,6 +62,9 @@ pub(crate) struct GroupManager {
     consumer: Mutex<HashMap<String, ConsumerGroup>>,
     next_request: AtomicU64,
     salt: u64,
+    /// The broker's shutdown: parked JoinGroup/SyncGroup answers give up on it, so a
+    /// rebalance in progress cannot hold a shutdown for its whole timeout.
+    shutdown: CancellationToken,
     /// Committed offsets.
     pub offsets: Arc<OffsetStore>,
 }
@@ -72,7 +76,11 @@ impl std::fmt::Debug for GroupManager {
 }
 
 impl GroupManager {
-    pub fn open(data_dir: &Path, config: GroupConfig) -> std::io::Result<Self> {
+    pub fn open(
+        data_dir: &Path,
+        config: GroupConfig,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Self> {
         let salt = u64::from_le_bytes(
             uuid::Uuid::new_v4().as_bytes()[..8]
                 .try_into()
@@ -84,6 +92,7 @@ impl GroupManager {
             consumer: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             salt,
+            shutdown,
             offsets: Arc::new(OffsetStore::open(data_dir)?),
         })
     }
@@ -182,8 +191,12 @@ impl GroupManager {
             entry.deliver(actions);
             rx
         };
-        match rx.await {
-            Ok(Answer::Join(r)) => r,
+        let answer = tokio::select! {
+            answer = rx => answer.ok(),
+            _ = self.shutdown.cancelled() => None,
+        };
+        match answer {
+            Some(Answer::Join(r)) => r,
             _ => JoinResponse::error(&member_id, ErrorCode::CoordinatorNotAvailable),
         }
     }
@@ -208,8 +221,12 @@ impl GroupManager {
             entry.deliver(actions);
             rx
         };
-        match rx.await {
-            Ok(Answer::Sync(r)) => r,
+        let answer = tokio::select! {
+            answer = rx => answer.ok(),
+            _ = self.shutdown.cancelled() => None,
+        };
+        match answer {
+            Some(Answer::Sync(r)) => r,
             _ => SyncResponse::error(ErrorCode::CoordinatorNotAvailable),
         }
     }
