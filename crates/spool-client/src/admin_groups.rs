@@ -197,39 +197,8 @@ impl Admin {
         let context = || format!("offsets of group {group}");
         // v8 nests the same answer per group; flatten both shapes to (topic, partition, offset,
         // metadata) rows.
-        let mut rows: Vec<(String, i32, i64, Option<StrBytes>)> = Vec::new();
-        if version >= 8 {
-            for g in resp.groups {
-                if let Some(e) = Error::from_code(g.error_code, None, context()) {
-                    return Err(e);
-                }
-                for t in g.topics {
-                    rows.extend(t.partitions.into_iter().map(|p| {
-                        (
-                            t.name.0.to_string(),
-                            p.partition_index,
-                            p.committed_offset,
-                            p.metadata,
-                        )
-                    }));
-                }
-            }
-        } else {
-            if let Some(e) = Error::from_code(resp.error_code, None, context()) {
-                return Err(e);
-            }
-            for t in resp.topics {
-                rows.extend(t.partitions.into_iter().map(|p| {
-                    (
-                        t.name.0.to_string(),
-                        p.partition_index,
-                        p.committed_offset,
-                        p.metadata,
-                    )
-                }));
-            }
-        }
-        for (topic, partition, offset, metadata) in rows {
+        let rows = offset_fetch_rows(resp, version, &context())?;
+        for (topic, partition, offset, metadata, _) in rows {
             // -1: no commit for this partition.
             if offset >= 0 {
                 out.insert(
@@ -308,4 +277,53 @@ impl Admin {
         }
         Ok(())
     }
+}
+
+/// One partition of an OffsetFetch answer: topic, partition, offset, metadata, error code.
+pub(crate) type OffsetRow = (String, i32, i64, Option<StrBytes>, i16);
+
+/// Flattens both OffsetFetch answer shapes (v8+ nests them per group) into rows, failing on a
+/// group- or request-level error.
+pub(crate) fn offset_fetch_rows(
+    resp: kafka_protocol::messages::OffsetFetchResponse,
+    version: i16,
+    context: &str,
+) -> Result<Vec<OffsetRow>> {
+    let mut rows = Vec::new();
+    if version >= 8 {
+        for g in resp.groups {
+            if let Some(e) = Error::from_code(g.error_code, None, context) {
+                return Err(e);
+            }
+            for t in g.topics {
+                let name = t.name.0.to_string();
+                rows.extend(t.partitions.into_iter().map(|p| {
+                    (
+                        name.clone(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.metadata,
+                        p.error_code,
+                    )
+                }));
+            }
+        }
+    } else {
+        if let Some(e) = Error::from_code(resp.error_code, None, context) {
+            return Err(e);
+        }
+        for t in resp.topics {
+            let name = t.name.0.to_string();
+            rows.extend(t.partitions.into_iter().map(|p| {
+                (
+                    name.clone(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.metadata,
+                    p.error_code,
+                )
+            }));
+        }
+    }
+    Ok(rows)
 }

@@ -1129,40 +1129,7 @@ impl Membership {
         };
         let resp = conn.send_at(&req, v).await?;
         let mut out = HashMap::new();
-        let mut rows: Vec<(String, i32, i64, Option<StrBytes>, i16)> = Vec::new();
-        if v >= 8 {
-            for g in resp.groups {
-                if let Some(e) = Error::from_code(g.error_code, None, "fetch committed offsets") {
-                    return Err(e);
-                }
-                for t in g.topics {
-                    for p in t.partitions {
-                        rows.push((
-                            t.name.0.to_string(),
-                            p.partition_index,
-                            p.committed_offset,
-                            p.metadata,
-                            p.error_code,
-                        ));
-                    }
-                }
-            }
-        } else {
-            if let Some(e) = Error::from_code(resp.error_code, None, "fetch committed offsets") {
-                return Err(e);
-            }
-            for t in resp.topics {
-                for p in t.partitions {
-                    rows.push((
-                        t.name.0.to_string(),
-                        p.partition_index,
-                        p.committed_offset,
-                        p.metadata,
-                        p.error_code,
-                    ));
-                }
-            }
-        }
+        let rows = crate::admin_groups::offset_fetch_rows(resp, v, "fetch committed offsets")?;
         for (t, p, offset, meta, code) in rows {
             if let Some(e) = Error::from_code(code, None, format!("committed offset of {t}-{p}")) {
                 return Err(e);
