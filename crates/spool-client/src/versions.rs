@@ -32,6 +32,10 @@ pub fn client_range(api: ApiKey) -> (i16, i16) {
         ApiKey::ApiVersions => (0, 4),
         // v6 adds two-phase-commit fields this client never uses; v5 is enough.
         ApiKey::InitProducerId => (0, 5),
+        // kafka-protocol 0.18's ApiKey table says v10 (Kafka 4.1+), but its message types stop at
+        // v9; without this cap the admin client failed to encode against Kafka 4.3.
+        ApiKey::OffsetCommit => (2, 9),
+        ApiKey::OffsetFetch => (1, 9),
         other => {
             let r = other.valid_versions();
             (r.min, r.max)
@@ -149,6 +153,47 @@ mod tests {
             .with_api_key(key as i16)
             .with_min_version(min)
             .with_max_version(max)
+    }
+
+    /// Every API this client sends: the range it negotiates must be one kafka-protocol can
+    /// encode the request and decode the response at (its ApiKey table and message types
+    /// disagree for some APIs).
+    #[test]
+    fn client_ranges_are_encodable() {
+        use kafka_protocol::messages::*;
+        use kafka_protocol::protocol::Message;
+        fn check<Req: Message, Resp: Message>(api: ApiKey) {
+            let (min, max) = client_range(api);
+            for range in [Req::VERSIONS, Resp::VERSIONS] {
+                assert!(
+                    range.min <= min && max <= range.max,
+                    "{api:?}: client range {min}..={max} outside {}..={}",
+                    range.min,
+                    range.max
+                );
+            }
+        }
+        check::<ProduceRequest, ProduceResponse>(ApiKey::Produce);
+        check::<FetchRequest, FetchResponse>(ApiKey::Fetch);
+        check::<ListOffsetsRequest, ListOffsetsResponse>(ApiKey::ListOffsets);
+        check::<MetadataRequest, MetadataResponse>(ApiKey::Metadata);
+        check::<ApiVersionsRequest, ApiVersionsResponse>(ApiKey::ApiVersions);
+        check::<InitProducerIdRequest, InitProducerIdResponse>(ApiKey::InitProducerId);
+        check::<CreateTopicsRequest, CreateTopicsResponse>(ApiKey::CreateTopics);
+        check::<DeleteTopicsRequest, DeleteTopicsResponse>(ApiKey::DeleteTopics);
+        check::<CreatePartitionsRequest, CreatePartitionsResponse>(ApiKey::CreatePartitions);
+        check::<DescribeConfigsRequest, DescribeConfigsResponse>(ApiKey::DescribeConfigs);
+        check::<DescribeClusterRequest, DescribeClusterResponse>(ApiKey::DescribeCluster);
+        check::<FindCoordinatorRequest, FindCoordinatorResponse>(ApiKey::FindCoordinator);
+        check::<JoinGroupRequest, JoinGroupResponse>(ApiKey::JoinGroup);
+        check::<SyncGroupRequest, SyncGroupResponse>(ApiKey::SyncGroup);
+        check::<HeartbeatRequest, HeartbeatResponse>(ApiKey::Heartbeat);
+        check::<LeaveGroupRequest, LeaveGroupResponse>(ApiKey::LeaveGroup);
+        check::<OffsetCommitRequest, OffsetCommitResponse>(ApiKey::OffsetCommit);
+        check::<OffsetFetchRequest, OffsetFetchResponse>(ApiKey::OffsetFetch);
+        check::<DescribeGroupsRequest, DescribeGroupsResponse>(ApiKey::DescribeGroups);
+        check::<ListGroupsRequest, ListGroupsResponse>(ApiKey::ListGroups);
+        check::<DeleteGroupsRequest, DeleteGroupsResponse>(ApiKey::DeleteGroups);
     }
 
     #[test]
