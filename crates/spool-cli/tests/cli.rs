@@ -482,3 +482,30 @@ fn a_second_demo_in_the_group_shares_the_partitions_and_nothing_is_lost() {
     );
     assert!(broker.stop().success());
 }
+
+/// `spool topics list | head -0`: a reader that goes away is not an error and never a panic.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let broker = Broker::start();
+    let b = broker.addr.as_str();
+    assert!(spool(&["topics", "create", "piped", "-p", "1", "-b", b])
+        .status
+        .success());
+    for args in [
+        vec!["topics", "list", "-b", b],
+        vec!["topics", "describe", "piped", "-b", b],
+        vec!["groups", "list", "-b", b],
+    ] {
+        let mut child = Command::new(SPOOL)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line is written
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}

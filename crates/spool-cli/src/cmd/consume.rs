@@ -29,6 +29,13 @@ pub struct Args {
     /// Start at this offset (in every partition read).
     #[arg(short, long)]
     offset: Option<i64>,
+    /// Start at the first record with a timestamp at or after this one (ms since the epoch),
+    /// found per partition with ListOffsets; partitions with none start at their end.
+    #[arg(long, value_name = "MS", conflicts_with_all = ["offset", "from_beginning", "group"])]
+    from_timestamp: Option<i64>,
+    /// Print a null key, value or header value as this string (default: as empty).
+    #[arg(long, value_name = "MARKER")]
+    null_marker: Option<String>,
     /// Read only this partition (default: all).
     #[arg(short, long)]
     partition: Option<i32>,
@@ -83,7 +90,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ => Offset::Latest,
     };
     for &p in &partitions {
-        consumer.seek(&args.topic, p, start)?;
+        match args.from_timestamp {
+            Some(ts) => consumer.seek_to_timestamp(&args.topic, p, ts)?,
+            None => consumer.seek(&args.topic, p, start)?,
+        }
     }
     // For --exit-at-end: the log end offsets when we started.
     let mut ends: HashMap<i32, i64> = HashMap::new();
@@ -124,7 +134,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             if args.count.is_some_and(|c| printed >= c) {
                 break;
             }
-            out.write_all(&format_record(&args.format, &r))?;
+            out.write_all(&format_record(
+                &args.format,
+                &r,
+                args.null_marker.as_deref(),
+            ))?;
             out.write_all(b"\n")?;
             printed += 1;
         }
@@ -168,7 +182,7 @@ async fn run_group(client: &spool_client::Client, group: &str, args: &Args) -> a
         let mut out = stdout.lock();
         let mut unprinted = records.iter();
         for r in unprinted.by_ref() {
-            out.write_all(&format_record(&args.format, r))?;
+            out.write_all(&format_record(&args.format, r, args.null_marker.as_deref()))?;
             out.write_all(b"\n")?;
             printed += 1;
             if args.count.is_some_and(|c| printed >= c) {
@@ -195,7 +209,8 @@ async fn run_group(client: &spool_client::Client, group: &str, args: &Args) -> a
 }
 
 /// Renders one record with a kcat-like format string.
-pub fn format_record(format: &str, r: &ConsumerRecord) -> Vec<u8> {
+pub fn format_record(format: &str, r: &ConsumerRecord, null_marker: Option<&str>) -> Vec<u8> {
+    let null = null_marker.unwrap_or("").as_bytes();
     let mut out = Vec::new();
     let mut chars = format.chars().peekable();
     while let Some(c) = chars.next() {
@@ -207,8 +222,8 @@ pub fn format_record(format: &str, r: &ConsumerRecord) -> Vec<u8> {
                     'p' => out.extend_from_slice(r.partition.to_string().as_bytes()),
                     'o' => out.extend_from_slice(r.offset.to_string().as_bytes()),
                     'T' => out.extend_from_slice(r.timestamp.to_string().as_bytes()),
-                    'k' => out.extend_from_slice(r.key.as_deref().unwrap_or(b"")),
-                    'v' | 's' => out.extend_from_slice(r.value.as_deref().unwrap_or(b"")),
+                    'k' => out.extend_from_slice(r.key.as_deref().unwrap_or(null)),
+                    'v' | 's' => out.extend_from_slice(r.value.as_deref().unwrap_or(null)),
                     'h' => {
                         let headers: Vec<String> = r
                             .headers
@@ -216,7 +231,7 @@ pub fn format_record(format: &str, r: &ConsumerRecord) -> Vec<u8> {
                             .map(|(k, v)| {
                                 format!(
                                     "{k}={}",
-                                    String::from_utf8_lossy(v.as_deref().unwrap_or(b""))
+                                    String::from_utf8_lossy(v.as_deref().unwrap_or(null))
                                 )
                             })
                             .collect();
@@ -263,9 +278,20 @@ mod tests {
             headers: vec![("h".into(), Some(Bytes::from_static(b"x")))],
         };
         assert_eq!(
-            format_record("%t/%p@%o %k=%v %h %T %%", &r),
+            format_record("%t/%p@%o %k=%v %h %T %%", &r, None),
             b"t/2@7 k=v h=x 99 %"
         );
-        assert_eq!(format_record("%s\\t%q", &r), b"v\t%q");
+        assert_eq!(format_record("%s\\t%q", &r, None), b"v\t%q");
+        let nulls = ConsumerRecord {
+            key: None,
+            value: None,
+            headers: vec![("h".into(), None)],
+            ..r
+        };
+        assert_eq!(format_record("%k|%v|%h", &nulls, None), b"||h=");
+        assert_eq!(
+            format_record("%k|%v|%h", &nulls, Some("NULL")),
+            b"NULL|NULL|h=NULL"
+        );
     }
 }

@@ -30,7 +30,8 @@ enum Action {
     ResetOffsets {
         /// Group id.
         group: String,
-        /// Topic whose partitions to reset (default: every topic the group has offsets for).
+        /// Topic whose partitions to reset, or `TOPIC:P,P...` for some of them, as in Kafka's
+        /// tool (default: every topic the group has offsets for).
         #[arg(short, long)]
         topic: Option<String>,
         /// Reset to the log start.
@@ -64,7 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
         Action::List => {
             for g in admin.list_groups().await? {
-                println!("{}\t{}", g.group_id, g.state);
+                outln!("{}\t{}", g.group_id, g.state)?;
             }
         }
         Action::Describe { group } => describe(&admin, &group).await?,
@@ -92,7 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
             admin.delete_groups(&refs).await?;
             for g in groups {
-                println!("Deleted group {g}.");
+                outln!("Deleted group {g}.")?;
             }
         }
     }
@@ -102,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 async fn describe(admin: &Admin, group: &str) -> anyhow::Result<()> {
     let d = admin.describe_group(group).await?;
     let offsets = admin.group_offsets(group).await?;
-    println!(
+    outln!(
         "Group: {}\tState: {}\tProtocol: {}\tMembers: {}",
         d.group_id,
         d.state,
@@ -112,10 +113,10 @@ async fn describe(admin: &Admin, group: &str) -> anyhow::Result<()> {
             &d.protocol
         },
         d.members.len()
-    );
+    )?;
     let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
     for m in &d.members {
-        println!(
+        outln!(
             "\tMember: {}\tClient: {}\tHost: {}{}",
             m.member_id,
             m.client_id,
@@ -124,7 +125,7 @@ async fn describe(admin: &Admin, group: &str) -> anyhow::Result<()> {
                 .as_ref()
                 .map(|i| format!("\tInstance: {i}"))
                 .unwrap_or_default()
-        );
+        )?;
         for tp in &m.assignment {
             owner.insert(tp.clone(), m.member_id.clone());
         }
@@ -142,7 +143,7 @@ async fn describe(admin: &Admin, group: &str) -> anyhow::Result<()> {
         .map(|(t, p)| (t.as_str(), *p, OffsetSpec::Latest))
         .collect();
     let ends = admin.list_offsets(&specs).await.unwrap_or_default();
-    println!("\nTOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID");
+    outln!("\nTOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID")?;
     for tp in &partitions {
         let current = offsets.get(tp).map(|c| c.offset);
         let end = ends.get(tp).map(|l| l.offset);
@@ -150,7 +151,7 @@ async fn describe(admin: &Admin, group: &str) -> anyhow::Result<()> {
             (Some(c), Some(e)) => (e - c).max(0).to_string(),
             _ => "-".into(),
         };
-        println!(
+        outln!(
             "{}\t{}\t{}\t{}\t{}\t{}",
             tp.0,
             tp.1,
@@ -158,7 +159,7 @@ async fn describe(admin: &Admin, group: &str) -> anyhow::Result<()> {
             end.map_or("-".into(), |e| e.to_string()),
             lag,
             owner.get(tp).map_or("-", String::as_str)
-        );
+        )?;
     }
     Ok(())
 }
@@ -166,6 +167,20 @@ async fn describe(admin: &Admin, group: &str) -> anyhow::Result<()> {
 enum Target {
     Spec(OffsetSpec),
     Offset(i64),
+}
+
+/// `TOPIC` or `TOPIC:P,P...` (Kafka's `--topic` syntax for reset-offsets). Topic names cannot
+/// contain `:`, so the last one splits.
+fn parse_topic_partitions(arg: &str) -> anyhow::Result<(&str, Option<Vec<i32>>)> {
+    let Some((topic, list)) = arg.rsplit_once(':') else {
+        return Ok((arg, None));
+    };
+    let partitions = list
+        .split(',')
+        .map(|p| p.trim().parse::<i32>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| anyhow::anyhow!("{arg:?} is not TOPIC or TOPIC:PARTITION[,PARTITION...]"))?;
+    Ok((topic, Some(partitions)))
 }
 
 async fn reset(
@@ -185,15 +200,23 @@ async fn reset(
     }
     // Partitions: the named topic's, or those the group has offsets for.
     let partitions: Vec<(String, i32)> = match topic {
-        Some(t) => {
+        Some(arg) => {
+            let (t, chosen) = parse_topic_partitions(arg)?;
             let info = admin
                 .client()
                 .topic(t)
                 .await
                 .with_context(|| format!("topic {t:?} is not available"))?;
-            (0..info.partition_count())
-                .map(|p| (t.to_string(), p))
-                .collect()
+            let count = info.partition_count();
+            match chosen {
+                Some(ps) => {
+                    if let Some(p) = ps.iter().find(|p| !(0..count).contains(*p)) {
+                        anyhow::bail!("topic {t:?} has no partition {p} (it has {count})");
+                    }
+                    ps.into_iter().map(|p| (t.to_string(), p)).collect()
+                }
+                None => (0..count).map(|p| (t.to_string(), p)).collect(),
+            }
         }
         None => admin.group_offsets(group).await?.into_keys().collect(),
     };
@@ -226,15 +249,31 @@ async fn reset(
             plan
         }
     };
-    println!("TOPIC\tPARTITION\tNEW-OFFSET");
+    outln!("TOPIC\tPARTITION\tNEW-OFFSET")?;
     for ((t, p), o) in &plan {
-        println!("{t}\t{p}\t{o}");
+        outln!("{t}\t{p}\t{o}")?;
     }
     if execute {
         admin.alter_group_offsets(group, &plan).await?;
-        println!("Reset {} partition(s) of group {group}.", plan.len());
+        outln!("Reset {} partition(s) of group {group}.", plan.len())?;
     } else {
-        println!("Dry run: nothing changed. Add --execute to apply.");
+        outln!("Dry run: nothing changed. Add --execute to apply.")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_argument_may_name_partitions() {
+        assert_eq!(parse_topic_partitions("t").unwrap(), ("t", None));
+        assert_eq!(
+            parse_topic_partitions("t:0,2").unwrap(),
+            ("t", Some(vec![0, 2]))
+        );
+        assert!(parse_topic_partitions("t:x").is_err());
+        assert!(parse_topic_partitions("t:").is_err());
+    }
 }

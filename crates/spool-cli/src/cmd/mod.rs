@@ -1,5 +1,14 @@
 //! One module per subcommand.
 
+/// `println!` that returns the write error instead of panicking, so output piped into a
+/// reader that stops early (`| head`) ends the command quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+    }};
+}
+
 pub mod broker;
 pub mod common;
 pub mod consume;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use bytes::Bytes;
 use spool_client::{Acks, Compression, ProducerConfig, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -30,6 +31,48 @@ pub struct Args {
     /// How long to wait for more records before sending a batch, in ms.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Add this header to every record (repeatable; order and duplicates are kept).
+    #[arg(short = 'H', long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// A key or value equal to this string is sent as null (Kafka's console producer
+    /// `null.marker`); without it every line has a non-null value.
+    #[arg(long, value_name = "MARKER")]
+    null_marker: Option<String>,
+}
+
+/// `NAME=VALUE`, split at the first `=`; the value may be empty.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
+}
+
+/// The record for one input line: key and value split at `key_separator`, the marker turned
+/// into null, the headers added.
+fn line_to_record(args: &Args, line: &str) -> ProducerRecord {
+    let nullable = |s: &str| -> Option<Bytes> {
+        (args.null_marker.as_deref() != Some(s)).then(|| Bytes::copy_from_slice(s.as_bytes()))
+    };
+    let (key, value) = match &args.key_separator {
+        Some(sep) => match line.split_once(sep.as_str()) {
+            Some((k, v)) => (nullable(k), nullable(v)),
+            None => (None, nullable(line)),
+        },
+        None => (None, nullable(line)),
+    };
+    ProducerRecord {
+        topic: args.topic.clone(),
+        partition: args.partition,
+        key,
+        value,
+        headers: args
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(Bytes::copy_from_slice(v.as_bytes()))))
+            .collect(),
+        timestamp: None,
+    }
 }
 
 fn parse_acks(s: &str) -> Result<Acks, String> {
@@ -78,16 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut deliveries = Vec::new();
     while let Some(line) = lines.next_line().await.context("cannot read stdin")? {
-        let mut record = match &args.key_separator {
-            Some(sep) => match line.split_once(sep.as_str()) {
-                Some((k, v)) => ProducerRecord::new(&args.topic, v.to_string()).key(k.to_string()),
-                None => ProducerRecord::new(&args.topic, line),
-            },
-            None => ProducerRecord::new(&args.topic, line),
-        };
-        if let Some(p) = args.partition {
-            record = record.partition(p);
-        }
+        let record = line_to_record(&args, &line);
         deliveries.push(
             producer
                 .send(record)
@@ -116,4 +150,71 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(flags: &[&str]) -> Args {
+        Cli::try_parse_from(["produce"].iter().chain(flags))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn lines_become_records_with_keys_nulls_and_headers() {
+        let a = args(&[
+            "t",
+            "-K",
+            ":",
+            "--null-marker",
+            "NULL",
+            "-H",
+            "h1=x",
+            "-H",
+            "h1=",
+            "-p",
+            "2",
+        ]);
+        let r = line_to_record(&a, "k:v:w");
+        assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(r.value.as_deref(), Some(&b"v:w"[..]));
+        assert_eq!(r.partition, Some(2));
+        let h: Vec<_> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        assert_eq!(h, [("h1", Some(&b"x"[..])), ("h1", Some(&b""[..]))]);
+        let r = line_to_record(&a, "NULL:v");
+        assert_eq!((r.key, r.value.as_deref()), (None, Some(&b"v"[..])));
+        let r = line_to_record(&a, "k:NULL");
+        assert_eq!((r.key.as_deref(), r.value), (Some(&b"k"[..]), None));
+        let r = line_to_record(&a, "no separator");
+        assert_eq!(
+            (r.key, r.value.as_deref()),
+            (None, Some(&b"no separator"[..]))
+        );
+        let r = line_to_record(&args(&["t"]), "");
+        assert_eq!(
+            r.value.as_deref(),
+            Some(&b""[..]),
+            "an empty line is an empty value"
+        );
+    }
+
+    #[test]
+    fn a_header_needs_a_name_and_an_equals_sign() {
+        assert!(parse_header("novalue").is_err());
+        assert!(parse_header("=v").is_err());
+        assert_eq!(parse_header("a=b=c"), Ok(("a".into(), "b=c".into())));
+    }
 }

@@ -70,11 +70,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             // The client's errors already name the operation and the topic.
             admin.create_topics(vec![topic]).await?;
-            println!("Created topic {name}.");
+            outln!("Created topic {name}.")?;
         }
         Action::List => {
             for t in admin.list_topics().await.context("cannot list topics")? {
-                println!("{}", t.name);
+                outln!("{}", t.name)?;
             }
         }
         Action::Describe { names } => {
@@ -100,23 +100,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     .map(|c| format!("{}={}", c.name, c.value.as_deref().unwrap_or("")))
                     .collect();
                 let rf = t.partitions.first().map_or(0, |p| p.replicas.len());
-                println!(
+                outln!(
                     "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
                     t.name,
                     t.id,
                     t.partitions.len(),
                     rf,
                     set.join(",")
-                );
+                )?;
                 for p in &t.partitions {
-                    println!(
+                    outln!(
                         "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
                         t.name,
                         p.partition,
                         p.leader,
                         join(&p.replicas),
                         join(&p.isr)
-                    );
+                    )?;
                 }
             }
         }
@@ -124,12 +124,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             admin.delete_topics(&refs).await?;
             for n in names {
-                println!("Deleted topic {n}.");
+                outln!("Deleted topic {n}.")?;
             }
         }
         Action::AddPartitions { name, partitions } => {
             admin.create_partitions(&name, partitions).await?;
-            println!("Topic {name} now has {partitions} partitions.");
+            outln!("Topic {name} now has {partitions} partitions.")?;
         }
     }
     Ok(())
