@@ -123,3 +123,11 @@ echo "peers installed:"
 echo "  kcat: $kcat_bin: $kcat_version"
 while IFS= read -r line; do echo "  $line"; done <<< "$py_versions"
 echo "  venv: $venv"
+
+# ---- per-language peers (Java, Go, JavaScript, ...): each folder's install.sh ---------------------
+# Each prints its own "peers installed" lines and fails loudly; downloads are cached under .peers/.
+for peer_install in "$here"/peers/*/install.sh; do
+    [ -e "$peer_install" ] || continue
+    log "$(basename "$(dirname "$peer_install")"): $peer_install"
+    SPOOL_PEERS_DIR="$peers" bash "$peer_install" || die "$peer_install failed"
+done

@@ -7,12 +7,14 @@ the broker's captured output, never skip.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
-from interop_helpers import CLIENT_ERRORS, CLIENT_TIMEOUT, HarnessError, SpoolBroker, client_conf, spool_bin
+import matrix
+from interop_helpers import REPO, CLIENT_ERRORS, CLIENT_TIMEOUT, HarnessError, SpoolBroker, client_conf, spool_bin
 
 
 def _attempt(fn: Callable[[], object], prefix: str = "") -> object:
@@ -28,7 +30,29 @@ def _attempt(fn: Callable[[], object], prefix: str = "") -> object:
 def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpoolBroker]:
     """One broker shared by the whole session; SIGTERMed at the end, which must exit 0."""
     data_dir = tmp_path_factory.mktemp("spool-session") / "data"
-    broker = SpoolBroker(data_dir, name="session")
+    # No initial rebalance delay, as in the reference Kafka (reference/kafka_as_spool.py): every group test would
+    # otherwise wait 3 s for more members; the delay itself is covered by the broker's own tests.
+    broker = SpoolBroker(data_dir, name="session", extra_args=["--group-initial-rebalance-delay-ms", "0"])
+    _attempt(broker.start)
+    yield broker
+    _attempt(broker.stop_ok)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpoolBroker]:
+    """Apache Kafka 4.3.1 (single-node KRaft from the Maven jars, formatted and started by
+    reference/kafka-as-spool) for the tests of Spool's client and CLI against Kafka."""
+    libs = REPO / ".peers" / "kafka-ref" / "libs"
+    if not (libs / "kafka_2.13-4.3.1.jar").exists():
+        pytest.fail(f"Apache Kafka's jars are missing from {libs}: run interop/install-peers.sh", pytrace=False)
+    data_dir = tmp_path_factory.mktemp("kafka-session") / "data"
+    broker = SpoolBroker(
+        data_dir,
+        name="apache-kafka",
+        binary=REPO / "interop" / "reference" / "kafka-as-spool",
+        start_timeout=180,
+        stop_timeout=90,
+    )
     _attempt(broker.start)
     yield broker
     _attempt(broker.stop_ok)
@@ -95,6 +119,7 @@ def _spool_log_marks(request: pytest.FixtureRequest) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
+    _record_matrix(item, report)
     if not report.failed:
         return
     marks: dict[int, int] = getattr(item, "_spool_log_marks", {})
@@ -120,3 +145,38 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"confluent-kafka {version('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}),"
         f" client timeout {CLIENT_TIMEOUT:.0f}s",
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# The compatibility matrix (matrix.py): every outcome of a test marked @pytest.mark.matrix(...).
+# --------------------------------------------------------------------------------------------------
+
+
+def _record_matrix(item: pytest.Item, report: pytest.TestReport) -> None:
+    marks = list(item.iter_markers("matrix"))
+    if not marks:
+        return
+    xfail_reason = getattr(report, "wasxfail", None)
+    if report.when == "call":
+        if report.passed and xfail_reason is None:
+            matrix.record(item.nodeid, marks, matrix.PASS)
+        elif report.skipped and xfail_reason is not None:
+            matrix.record(item.nodeid, marks, matrix.UNSUPPORTED, xfail_reason.removeprefix("reason: "))
+        else:  # failed, xpassed (a "not supported" scenario that now works must be relisted), or skipped
+            matrix.record(item.nodeid, marks, matrix.FAIL)
+    elif report.failed or report.skipped:  # setup or teardown: a skip is a failure too (never skip silently)
+        matrix.record(item.nodeid, marks, matrix.FAIL)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    out = os.environ.get("SPOOL_MATRIX_OUT")
+    if not out:
+        return
+    import subprocess
+
+    try:
+        version = subprocess.run([str(spool_bin()), "--version"], capture_output=True, text=True, timeout=30)
+        spool_version = version.stdout.strip().removeprefix("spool ") or "(unknown)"
+    except OSError:
+        spool_version = "(unknown)"
+    matrix.write(Path(out), spool_version)

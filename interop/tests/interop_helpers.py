@@ -48,6 +48,18 @@ def check_spool_bin() -> Path:
     return path
 
 
+def spool_cli_bin() -> Path:
+    """The real `spool` binary, also when $SPOOL_BIN stands in for another broker (reference/kafka-as-spool)."""
+    if "SPOOL_CLI_BIN" in os.environ:
+        return Path(os.environ["SPOOL_CLI_BIN"])
+    return spool_bin() if spool_bin().name == "spool" else DEFAULT_SPOOL_BIN
+
+
+def peer_bin() -> Path:
+    """Spool's client as an interop peer (interop/peers/rust), built by run.sh."""
+    return Path(os.environ.get("SPOOL_PEER_BIN", str(REPO / "target" / "release" / "spool-interop-peer")))
+
+
 def unique(prefix: str) -> str:
     """A topic name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -86,7 +98,19 @@ class SpoolBroker:
     # Every broker started in this pytest process, for attaching logs to failure reports.
     started: list["SpoolBroker"] = []
 
-    def __init__(self, data_dir: Path, name: str = "broker", extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        name: str = "broker",
+        extra_args: list[str] | None = None,
+        binary: Path | None = None,
+        start_timeout: float | None = None,
+        stop_timeout: float | None = None,
+    ):
+        """`binary` runs something else behind the same command line (reference/kafka-as-spool)."""
+        self.binary = binary
+        self.start_timeout = start_timeout or BROKER_START_TIMEOUT
+        self.stop_timeout = stop_timeout or BROKER_STOP_TIMEOUT
         self.data_dir = Path(data_dir)
         self.name = name
         self.extra_args = list(extra_args or [])
@@ -107,7 +131,7 @@ class SpoolBroker:
         return f"{self.host}:{self.port}"
 
     def start(self) -> "SpoolBroker":
-        binary = check_spool_bin()
+        binary = self.binary or check_spool_bin()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(binary), "broker", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.extra_args]
         env = dict(os.environ)
@@ -129,7 +153,7 @@ class SpoolBroker:
         self._reader = threading.Thread(target=self._read, name=f"spool-{self.name}-log", daemon=True)
         self._reader.start()
 
-        deadline = time.monotonic() + BROKER_START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while not self._listening.is_set():
             if self.proc.poll() is not None:
                 self._reader.join(timeout=2)
@@ -140,7 +164,7 @@ class SpoolBroker:
             if time.monotonic() >= deadline:
                 self._force_kill()
                 raise HarnessError(
-                    f"spool broker printed no 'listening on HOST:PORT' line within {BROKER_START_TIMEOUT:.0f}s "
+                    f"spool broker printed no 'listening on HOST:PORT' line within {self.start_timeout:.0f}s "
                     f"(killed it).\ncommand: {' '.join(cmd)}\n--- broker output ---\n{self.log_text()}"
                 )
             self._listening.wait(0.05)
@@ -152,11 +176,11 @@ class SpoolBroker:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=BROKER_STOP_TIMEOUT)
+                self.proc.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self._force_kill()
                 raise HarnessError(
-                    f"spool broker did not exit within {BROKER_STOP_TIMEOUT:.0f}s of SIGTERM (killed it)\n"
+                    f"spool broker did not exit within {self.stop_timeout:.0f}s of SIGTERM (killed it)\n"
                     f"--- broker output (tail) ---\n{self.log_tail()}"
                 ) from None
         if self._reader is not None:
