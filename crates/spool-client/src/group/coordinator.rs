@@ -38,7 +38,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::assignor::{self, MemberSubscription};
+use super::assignor::{self, MemberSubscription, PreviousAssignment};
 use super::{GroupConfig, OffsetAndMetadata, RebalanceEvent, Subscription, Tp};
 use crate::cluster::{Client, ConnectionPool};
 use crate::connection::Connection;
@@ -158,6 +158,9 @@ pub(crate) struct Membership {
     /// Set when the group was left because the application stopped polling; the member rejoins
     /// once it polls again.
     poll_expired_at: Option<Instant>,
+    /// The last assignment received and its generation (Java's assignors keep it from
+    /// `onAssignment`); kept after partitions are revoked, for `sticky`'s user data.
+    last_assigned: Option<(i32, Vec<Tp>)>,
     /// Leader only: partition counts the assignment was computed from.
     assigned_from: Option<BTreeMap<String, i32>>,
     last_committed: HashMap<Tp, i64>,
@@ -189,6 +192,7 @@ impl Membership {
             follow_up: false,
             poll_expired_at: None,
             assigned_from: None,
+            last_assigned: None,
             last_committed: HashMap::new(),
             retry_at: None,
             attempt: 0,
@@ -777,7 +781,12 @@ impl Membership {
                 &owned,
                 self.generation,
                 None,
-                a.user_data(self.generation),
+                a.user_data(self.last_assigned.as_ref().map(|(generation, partitions)| {
+                    PreviousAssignment {
+                        generation: *generation,
+                        partitions,
+                    }
+                })),
             )?;
             protocols.push(
                 JoinGroupRequestProtocol::default()
@@ -886,6 +895,7 @@ impl Membership {
             return Ok(JoinOutcome::Backoff(e));
         }
         let mine = assignor::decode_assignment(resp.assignment)?;
+        self.last_assigned = Some((generation, mine.clone()));
         self.generation = generation;
         self.protocol = Some(protocol);
         self.next_heartbeat = Instant::now() + self.config.heartbeat_interval;

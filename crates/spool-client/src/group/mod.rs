@@ -50,7 +50,8 @@ use crate::consumer::{Consumer, ConsumerRecord, Offset};
 use crate::error::{Error, Result};
 
 pub use assignor::{
-    Assignor, CooperativeStickyAssignor, MemberSubscription, RangeAssignor, RoundRobinAssignor,
+    Assignor, CooperativeStickyAssignor, MemberSubscription, PreviousAssignment, RangeAssignor,
+    RoundRobinAssignor, StickyAssignor,
 };
 use coordinator::{Command, Membership, Shared};
 
