@@ -286,7 +286,7 @@ impl Assignor for StickyAssignor {
                 m.user_data
                     .as_ref()
                     .and_then(|d| decode_sticky_user_data(d))
-                    .map(|(owned, generation)| (generation.unwrap_or(-1), owned))
+                    .map(|d| (d.generation.unwrap_or(-1), d.partitions))
                     .unwrap_or((-1, Vec::new()))
             })
             .collect();
@@ -326,7 +326,7 @@ pub fn encode_sticky_user_data(partitions: &[(String, i32)], generation: Option<
 /// hold it, else v0, as Java tries them. `None` when neither reads: the member is treated as
 /// having no previous assignment. Every count is checked against the bytes left before anything
 /// is allocated from it.
-pub fn decode_sticky_user_data(data: &[u8]) -> Option<(Vec<(String, i32)>, Option<i32>)> {
+pub fn decode_sticky_user_data(data: &[u8]) -> Option<StickyUserData> {
     let mut buf = data;
     let count = take_i32(&mut buf)?;
     // Each topic entry needs at least 6 bytes (name length and partition count).
@@ -352,7 +352,19 @@ pub fn decode_sticky_user_data(data: &[u8]) -> Option<(Vec<(String, i32)>, Optio
     }
     // Trailing bytes beyond the generation are ignored, as Java's schema reader does.
     let generation = take_i32(&mut buf);
-    Some((out, generation))
+    Some(StickyUserData {
+        partitions: out,
+        generation,
+    })
+}
+
+/// A decoded `StickyAssignorUserData`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyUserData {
+    /// The member's previous assignment.
+    pub partitions: Vec<(String, i32)>,
+    /// Its generation; absent in v0.
+    pub generation: Option<i32>,
 }
 
 fn take_i32(buf: &mut &[u8]) -> Option<i32> {
@@ -914,12 +926,18 @@ mod tests {
         assert_eq!(&b[..], expected);
         assert_eq!(
             decode_sticky_user_data(expected),
-            Some((tps(&[("t", 0), ("t", 2), ("uv", 1)]), Some(5)))
+            Some(StickyUserData {
+                partitions: tps(&[("t", 0), ("t", 2), ("uv", 1)]),
+                generation: Some(5)
+            })
         );
         // v0 (older Java): the array alone, no generation.
         assert_eq!(
             decode_sticky_user_data(&expected[..expected.len() - 4]),
-            Some((tps(&[("t", 0), ("t", 2), ("uv", 1)]), None))
+            Some(StickyUserData {
+                partitions: tps(&[("t", 0), ("t", 2), ("uv", 1)]),
+                generation: None
+            })
         );
         assert_eq!(
             &encode_sticky_user_data(&owned, None)[..],
