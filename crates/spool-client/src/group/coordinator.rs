@@ -355,7 +355,7 @@ impl Membership {
     fn subscription_nonempty(&self) -> bool {
         match &self.subscription {
             Subscription::Topics(t) => !t.is_empty(),
-            Subscription::Matching(_) => true,
+            Subscription::Matching(_) | Subscription::Pattern(_) => true,
         }
     }
 
@@ -484,14 +484,14 @@ impl Membership {
     async fn resolve_topics(&mut self) -> Vec<String> {
         match &self.subscription {
             Subscription::Topics(t) => t.clone(),
-            Subscription::Matching(pred) => {
-                let pred = pred.clone();
+            Subscription::Matching(_) | Subscription::Pattern(_) => {
+                let sub = self.subscription.clone();
                 match self.client.refresh_all().await {
                     Ok(md) => {
                         let mut v: Vec<String> = md
                             .topics
                             .values()
-                            .filter(|t| !t.internal && pred(&t.name))
+                            .filter(|t| !t.internal && sub.matches(&t.name))
                             .map(|t| t.name.clone())
                             .collect();
                         v.sort();
@@ -525,7 +525,10 @@ impl Membership {
         if self.generation < 0 || self.rejoin {
             return;
         }
-        if matches!(self.subscription, Subscription::Matching(_)) {
+        if matches!(
+            self.subscription,
+            Subscription::Matching(_) | Subscription::Pattern(_)
+        ) {
             let topics = self.resolve_topics().await;
             if topics != self.topics {
                 tracing::info!(group = %self.config.group_id, ?topics, "subscribed topics changed; rejoining");
