@@ -16,16 +16,24 @@ use kafka_protocol::ResponseError;
 use super::cluster::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{text, uuid};
 use crate::group::assignor::Assignment;
-use crate::group::consumer_group::{CgHeartbeat, ConsumerGroup, TopicInfo};
+use crate::group::consumer_group::{CgHeartbeat, ConsumerGroup, TopicInfo, TopicSource};
 use crate::server::now_ms;
 use crate::state::BrokerState;
 
-/// The broker's metadata for a subscribed topic.
-fn resolve(state: &BrokerState, name: &str) -> Option<TopicInfo> {
-    state.logs.topic(name).map(|m| TopicInfo {
-        id: uuid(m.id),
-        partitions: m.partitions,
-    })
+/// The broker's topics, as the consumer-group state machine reads them.
+struct BrokerTopics<'a>(&'a BrokerState);
+
+impl TopicSource for BrokerTopics<'_> {
+    fn info(&self, name: &str) -> Option<TopicInfo> {
+        self.0.logs.topic(name).map(|m| TopicInfo {
+            id: uuid(m.id),
+            partitions: m.partitions,
+        })
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.logs.topics().into_iter().map(|m| m.name).collect()
+    }
 }
 
 pub(crate) fn heartbeat(
@@ -63,7 +71,7 @@ pub(crate) fn heartbeat(
     };
     let r = state
         .groups
-        .consumer_heartbeat(&req.group_id.0, hb, now_ms(), &|name| resolve(state, name));
+        .consumer_heartbeat(&req.group_id.0, hb, now_ms(), &BrokerTopics(state));
     let out = ConsumerGroupHeartbeatResponse::default()
         .with_error_code(r.error.map_or(0, |e| e.code()))
         .with_error_message(r.message.map(text));
@@ -125,6 +133,7 @@ pub(crate) fn describe(
                                     .map(|t| TopicName(text(t.clone())))
                                     .collect(),
                             )
+                            .with_subscribed_topic_regex(m.subscribed_regex.clone().map(text))
                             .with_assignment(describe_assignment(g, Some(&m.assigned)))
                             .with_target_assignment(describe_assignment(
                                 g,
