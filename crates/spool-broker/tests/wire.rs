@@ -748,6 +748,8 @@ async fn kip_848_regex_member_gets_topics_created_after_it_joined() {
     let mut config = spool_broker::BrokerConfig::new(dir.path());
     // Re-resolve the regex on every heartbeat instead of every 10 s.
     config.group.consumer_regex_refresh_interval_ms = 0;
+    // group.consumer.heartbeat.interval.ms reaches the members.
+    config.group.consumer_heartbeat_interval_ms = 1_500;
     let broker = EmbeddedBroker::start_with(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -794,6 +796,7 @@ async fn kip_848_regex_member_gets_topics_created_after_it_joined() {
 
     let r = call(&mut s, beat("m", 0, Some("orders-.*"), vec![]), 1).await;
     assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.heartbeat_interval_ms, 1_500);
     let first = parts(&r);
     assert_eq!(first.len(), 1, "only orders-eu matches: {first:?}");
     assert_eq!(first.values().next().unwrap(), &vec![0, 1]);

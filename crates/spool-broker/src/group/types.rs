@@ -82,6 +82,25 @@ pub struct GroupConfig {
     pub consumer_regex_refresh_interval_ms: i32,
 }
 
+impl GroupConfig {
+    /// Checks the KIP-848 timeouts the way Kafka's `GroupCoordinatorConfig` does (both at
+    /// least 1, the heartbeat interval below the session timeout), with its messages.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.consumer_session_timeout_ms < 1 {
+            return Err("group.consumer.session.timeout.ms must be at least 1".into());
+        }
+        if self.consumer_heartbeat_interval_ms < 1 {
+            return Err("group.consumer.heartbeat.interval.ms must be at least 1".into());
+        }
+        if self.consumer_heartbeat_interval_ms >= self.consumer_session_timeout_ms {
+            return Err("group.consumer.heartbeat.interval.ms must be less than \
+                 group.consumer.session.timeout.ms"
+                .into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
