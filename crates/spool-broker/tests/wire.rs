@@ -542,6 +542,31 @@ async fn a_group_lives_joins_syncs_commits_and_is_deleted_over_the_wire() {
         g.members[0].member_assignment,
         Bytes::from_static(b"assignment")
     );
+    // ConsumerGroupDescribe answers for KIP-848 groups only, with Kafka 4's messages.
+    let as_consumer = call(
+        &mut s,
+        ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![group(), GroupId(StrBytes::from_static_str("absent"))]),
+        0,
+    )
+    .await;
+    let errors: Vec<(i16, Option<String>)> = as_consumer
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.error_code,
+                g.error_message.as_ref().map(|m| m.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (69, Some("Group g1 is not a consumer group.".to_string())),
+            (69, Some("Group absent not found.".to_string())),
+        ]
+    );
     let listed = call(&mut s, ListGroupsRequest::default(), 4).await;
     assert!(listed
         .groups
@@ -826,5 +851,40 @@ async fn kip_848_regex_member_gets_topics_created_after_it_joined() {
         Some("orders-.*".to_string())
     );
     assert_eq!(member.assignment.topic_partitions.len(), 2);
+
+    // DescribeGroups is for classic groups: Kafka 4.3 answers GROUP_ID_NOT_FOUND from v6 and a
+    // Dead group with nothing else before.
+    let classic = |v| {
+        let req = kafka_protocol::messages::DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("g-regex"))]);
+        (req, v)
+    };
+    let (req, v) = classic(6);
+    let d = call(&mut s, req, v).await;
+    let g = &d.groups[0];
+    assert_eq!(
+        (
+            g.error_code,
+            g.error_message.as_deref().map(|m| m.to_string())
+        ),
+        (
+            69,
+            Some("Group g-regex is not a classic group.".to_string())
+        )
+    );
+    assert_eq!(g.group_state.as_str(), "Dead");
+    assert!(g.members.is_empty());
+    let (req, v) = classic(5);
+    let d = call(&mut s, req, v).await;
+    let g = &d.groups[0];
+    assert_eq!(
+        (
+            g.error_code,
+            g.group_state.as_str(),
+            g.protocol_type.as_str()
+        ),
+        (0, "Dead", "")
+    );
+    assert!(g.members.is_empty());
     broker.shutdown().await.unwrap();
 }

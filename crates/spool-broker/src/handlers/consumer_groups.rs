@@ -1,16 +1,13 @@
 //! KIP-848 consumer-group APIs: ConsumerGroupHeartbeat and ConsumerGroupDescribe. The rules
 //! live in `group::consumer_group`; this maps wire structs to it.
 
-use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_group_describe_response::{
     self as describe, DescribedGroup, Member,
 };
 use kafka_protocol::messages::consumer_group_heartbeat_response::{
     Assignment as WireAssignment, TopicPartitions,
 };
-use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::Encodable;
 use kafka_protocol::ResponseError;
 
 use super::cluster::AUTHORIZED_OPERATIONS_OMITTED;
@@ -153,36 +150,25 @@ pub(crate) fn describe(
                     .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
             });
             found.unwrap_or_else(|| {
+                // Kafka's messages: a classic group (also one known only by its committed
+                // offsets, Kafka's "simple" group) is the wrong type; otherwise there is none.
+                let classic = state
+                    .groups
+                    .with_group(&id.0, |_| ((), Vec::new()))
+                    .is_some()
+                    || state.groups.offsets.last_commit_ms(&id.0).is_some();
+                let message = if classic {
+                    format!("Group {} is not a consumer group.", id.0)
+                } else {
+                    format!("Group {} not found.", id.0)
+                };
                 DescribedGroup::default()
                     .with_group_id(id.clone())
                     .with_error_code(ResponseError::GroupIdNotFound.code())
-                    .with_error_message(Some(text(format!(
-                        "group {} is not a consumer group",
-                        id.0
-                    ))))
+                    .with_error_message(Some(text(message)))
                     .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
             })
         })
         .collect();
     ConsumerGroupDescribeResponse::default().with_groups(groups)
-}
-
-/// A member's assignment as a classic ConsumerProtocolAssignment (v0, version-prefixed), so
-/// DescribeGroups readers can show it.
-pub(crate) fn classic_assignment(g: &ConsumerGroup, a: &Assignment) -> Bytes {
-    let msg = ConsumerProtocolAssignment::default().with_assigned_partitions(
-        a.iter()
-            .map(|(t, ps)| {
-                TopicPartition::default()
-                    .with_topic(TopicName(text(g.topic_name(t).unwrap_or_default())))
-                    .with_partitions(ps.iter().copied().collect())
-            })
-            .collect(),
-    );
-    let mut buf = BytesMut::new();
-    buf.put_i16(0);
-    if msg.encode(&mut buf, 0).is_err() {
-        return Bytes::new();
-    }
-    buf.freeze()
 }
