@@ -886,5 +886,22 @@ async fn kip_848_regex_member_gets_topics_created_after_it_joined() {
         (0, "Dead", "")
     );
     assert!(g.members.is_empty());
+
+    // Spool's admin falls back to ConsumerGroupDescribe for it.
+    let admin = spool_client::Client::connect(spool_client::ClientConfig::new(&broker.bootstrap()))
+        .await
+        .unwrap()
+        .admin();
+    let described = admin.describe_group("g-regex").await.unwrap();
+    assert_eq!(described.protocol_type, "consumer");
+    assert_eq!(described.members.len(), 1);
+    assert_eq!(described.members[0].assignment.len(), 5);
+    // An unknown id: the DescribeGroups error, not the fallback's.
+    let err = admin
+        .describe_group("nobody")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Group nobody not found."), "{err}");
     broker.shutdown().await.unwrap();
 }
