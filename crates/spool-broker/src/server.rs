@@ -52,6 +52,7 @@ impl Server {
                  that clients can reach"
             )));
         }
+        config.group.validate().map_err(BrokerError::Config)?;
         let advertised = config.advertised_for(bound);
         let token = CancellationToken::new();
         let (on_drop, released) = oneshot::channel();

@@ -4,9 +4,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use spool_broker::{BrokerConfig, EmbeddedBroker};
+use std::sync::Arc;
+
 use spool_client::{
     AutoOffsetReset, Client, ClientConfig, GroupConfig, GroupConsumer, NewTopic, ProducerConfig,
-    ProducerRecord,
+    ProducerRecord, StickyAssignor,
 };
 use tokio::time::{timeout, Instant};
 
@@ -185,5 +187,114 @@ async fn a_member_that_dies_without_leaving_is_replaced_after_its_session_timeou
         (0..20).collect::<Vec<_>>()
     );
     a.close().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+fn owned(m: &GroupConsumer) -> BTreeSet<(String, i32)> {
+    m.assignment().into_iter().collect()
+}
+
+#[tokio::test]
+async fn sticky_members_keep_their_partitions_when_a_member_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    let addr = b.bootstrap();
+    let admin = Client::connect(ClientConfig::new(&addr))
+        .await
+        .unwrap()
+        .admin();
+    admin
+        .create_topics(vec![NewTopic::new("orders", 6, 1)])
+        .await
+        .unwrap();
+    let sticky_member = |addr: String| async move {
+        let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
+        let mut config = GroupConfig::new("sticky").auto_offset_reset(AutoOffsetReset::Earliest);
+        config.session_timeout = Duration::from_secs(6);
+        config.heartbeat_interval = Duration::from_millis(200);
+        config.assignors = vec![Arc::new(StickyAssignor)];
+        let mut c = client.group_consumer(config).unwrap();
+        c.subscribe(["orders".to_string()]);
+        c
+    };
+    let mut a = sticky_member(addr.clone()).await;
+    let mut c = sticky_member(addr.clone()).await;
+    timeout(Duration::from_secs(30), async {
+        while a.assignment().len() != 3 || c.assignment().len() != 3 {
+            a.poll(Duration::from_millis(50)).await.unwrap();
+            c.poll(Duration::from_millis(50)).await.unwrap();
+        }
+    })
+    .await
+    .expect("the two members never split the six partitions");
+    let (before_a, before_c) = (owned(&a), owned(&c));
+    // A third member: eager, so everyone gives everything up and rejoins, but the previous
+    // assignment travels in the user data and each keeps two of its three.
+    let mut d = sticky_member(addr.clone()).await;
+    timeout(Duration::from_secs(30), async {
+        while a.assignment().len() != 2 || c.assignment().len() != 2 || d.assignment().len() != 2 {
+            a.poll(Duration::from_millis(50)).await.unwrap();
+            c.poll(Duration::from_millis(50)).await.unwrap();
+            d.poll(Duration::from_millis(50)).await.unwrap();
+        }
+    })
+    .await
+    .expect("the three members never split the six partitions");
+    assert!(
+        owned(&a).is_subset(&before_a),
+        "{:?} then {:?}",
+        before_a,
+        owned(&a)
+    );
+    assert!(
+        owned(&c).is_subset(&before_c),
+        "{:?} then {:?}",
+        before_c,
+        owned(&c)
+    );
+    for m in [a, c, d] {
+        m.close().await.unwrap();
+    }
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pattern_subscription_picks_up_topics_created_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    let addr = b.bootstrap();
+    let admin = Client::connect(ClientConfig::new(&addr))
+        .await
+        .unwrap()
+        .admin();
+    admin
+        .create_topics(vec![
+            NewTopic::new("orders-eu", 2, 1),
+            NewTopic::new("old-orders-x", 1, 1),
+        ])
+        .await
+        .unwrap();
+    let mut client_config = ClientConfig::new(&addr);
+    // How often the subscription is re-evaluated against the topic list.
+    client_config.metadata_max_age = Duration::from_millis(300);
+    let client = Client::connect(client_config).await.unwrap();
+    let mut config = GroupConfig::new("pattern").auto_offset_reset(AutoOffsetReset::Earliest);
+    config.heartbeat_interval = Duration::from_millis(200);
+    let mut m = client.group_consumer(config).unwrap();
+    m.subscribe_pattern("^orders-.*").unwrap();
+    until_owns(&mut m, 2).await;
+    assert!(owned(&m).iter().all(|(t, _)| t == "orders-eu"));
+
+    admin
+        .create_topics(vec![NewTopic::new("orders-us", 3, 1)])
+        .await
+        .unwrap();
+    until_owns(&mut m, 5).await;
+    let topics: BTreeSet<String> = owned(&m).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        topics,
+        BTreeSet::from(["orders-eu".to_string(), "orders-us".to_string()])
+    );
+    m.close().await.unwrap();
     b.shutdown().await.unwrap();
 }

@@ -542,6 +542,31 @@ async fn a_group_lives_joins_syncs_commits_and_is_deleted_over_the_wire() {
         g.members[0].member_assignment,
         Bytes::from_static(b"assignment")
     );
+    // ConsumerGroupDescribe answers for KIP-848 groups only, with Kafka 4's messages.
+    let as_consumer = call(
+        &mut s,
+        ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![group(), GroupId(StrBytes::from_static_str("absent"))]),
+        0,
+    )
+    .await;
+    let errors: Vec<(i16, Option<String>)> = as_consumer
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.error_code,
+                g.error_message.as_ref().map(|m| m.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (69, Some("Group g1 is not a consumer group.".to_string())),
+            (69, Some("Group absent not found.".to_string())),
+        ]
+    );
     let listed = call(&mut s, ListGroupsRequest::default(), 4).await;
     assert!(listed
         .groups
@@ -733,4 +758,150 @@ async fn a_parked_join_does_not_hold_up_shutdown() {
         answer.error_code, 15,
         "parked join answered COORDINATOR_NOT_AVAILABLE"
     );
+}
+
+#[tokio::test]
+async fn kip_848_regex_member_gets_topics_created_after_it_joined() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+        ConsumerGroupHeartbeatResponse, GroupId,
+    };
+    use std::collections::BTreeMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = spool_broker::BrokerConfig::new(dir.path());
+    // Re-resolve the regex on every heartbeat instead of every 10 s.
+    config.group.consumer_regex_refresh_interval_ms = 0;
+    // group.consumer.heartbeat.interval.ms reaches the members.
+    config.group.consumer_heartbeat_interval_ms = 1_500;
+    let broker = EmbeddedBroker::start_with(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    call(&mut s, topic_request("orders-eu", 2, 1), 7).await;
+    call(&mut s, topic_request("old-orders", 1, 1), 7).await;
+
+    let beat = |member: &str, epoch: i32, regex: Option<&str>, owned: Vec<TopicPartitions>| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g-regex")))
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 })
+            .with_subscribed_topic_regex(regex.map(|r| StrBytes::from_string(r.to_string())))
+            .with_topic_partitions(Some(owned))
+    };
+    // topic id -> partitions of an answer's assignment.
+    let parts = |r: &ConsumerGroupHeartbeatResponse| -> BTreeMap<uuid::Uuid, Vec<i32>> {
+        r.assignment
+            .as_ref()
+            .expect("an assignment")
+            .topic_partitions
+            .iter()
+            .map(|t| {
+                let mut p = t.partitions.clone();
+                p.sort();
+                (t.topic_id, p)
+            })
+            .collect()
+    };
+    let as_owned = |a: &BTreeMap<uuid::Uuid, Vec<i32>>| -> Vec<TopicPartitions> {
+        a.iter()
+            .map(|(id, p)| {
+                TopicPartitions::default()
+                    .with_topic_id(*id)
+                    .with_partitions(p.clone())
+            })
+            .collect()
+    };
+
+    // An invalid regex: INVALID_REGULAR_EXPRESSION (128), as Kafka answers.
+    let bad = call(&mut s, beat("bad", 0, Some("orders-(["), vec![]), 1).await;
+    assert_eq!(bad.error_code, 128, "{:?}", bad.error_message);
+
+    let r = call(&mut s, beat("m", 0, Some("orders-.*"), vec![]), 1).await;
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.heartbeat_interval_ms, 1_500);
+    let first = parts(&r);
+    assert_eq!(first.len(), 1, "only orders-eu matches: {first:?}");
+    assert_eq!(first.values().next().unwrap(), &vec![0, 1]);
+    let epoch = r.member_epoch;
+
+    call(&mut s, topic_request("orders-us", 3, 1), 7).await;
+    let r = call(&mut s, beat("m", epoch, None, as_owned(&first)), 1).await;
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert!(r.member_epoch > epoch, "the group epoch moved");
+    let now = parts(&r);
+    assert_eq!(now.len(), 2, "orders-eu and orders-us: {now:?}");
+    assert_eq!(now.values().map(Vec::len).sum::<usize>(), 5);
+
+    let d = call(
+        &mut s,
+        ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_static_str("g-regex"))]),
+        0,
+    )
+    .await;
+    let member = &d.groups[0].members[0];
+    assert_eq!(
+        member
+            .subscribed_topic_regex
+            .as_deref()
+            .map(|r| r.to_string()),
+        Some("orders-.*".to_string())
+    );
+    assert_eq!(member.assignment.topic_partitions.len(), 2);
+
+    // DescribeGroups is for classic groups: Kafka 4.3 answers GROUP_ID_NOT_FOUND from v6 and a
+    // Dead group with nothing else before.
+    let classic = |v| {
+        let req = kafka_protocol::messages::DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("g-regex"))]);
+        (req, v)
+    };
+    let (req, v) = classic(6);
+    let d = call(&mut s, req, v).await;
+    let g = &d.groups[0];
+    assert_eq!(
+        (
+            g.error_code,
+            g.error_message.as_deref().map(|m| m.to_string())
+        ),
+        (
+            69,
+            Some("Group g-regex is not a classic group.".to_string())
+        )
+    );
+    assert_eq!(g.group_state.as_str(), "Dead");
+    assert!(g.members.is_empty());
+    let (req, v) = classic(5);
+    let d = call(&mut s, req, v).await;
+    let g = &d.groups[0];
+    assert_eq!(
+        (
+            g.error_code,
+            g.group_state.as_str(),
+            g.protocol_type.as_str()
+        ),
+        (0, "Dead", "")
+    );
+    assert!(g.members.is_empty());
+
+    // Spool's admin falls back to ConsumerGroupDescribe for it.
+    let admin = spool_client::Client::connect(spool_client::ClientConfig::new(&broker.bootstrap()))
+        .await
+        .unwrap()
+        .admin();
+    let described = admin.describe_group("g-regex").await.unwrap();
+    assert_eq!(described.protocol_type, "consumer");
+    assert_eq!(described.members.len(), 1);
+    assert_eq!(described.members[0].assignment.len(), 5);
+    // An unknown id: the DescribeGroups error, not the fallback's.
+    let err = admin
+        .describe_group("nobody")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Group nobody not found."), "{err}");
+    broker.shutdown().await.unwrap();
 }

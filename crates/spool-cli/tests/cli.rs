@@ -299,6 +299,29 @@ fn user_mistakes_get_one_readable_line_and_a_failure_code() {
             "{args:?}: {err}"
         );
     }
+    // Kafka's rule for the KIP-848 timeouts.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(SPOOL)
+        .args([
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--group-consumer-session-timeout-ms",
+            "3000",
+            "--group-consumer-heartbeat-interval-ms",
+            "3000",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms"),
+        "{err}"
+    );
     // Malformed flags are clap's usage errors (exit 2).
     let out = spool(&["demo", "t", "zero"]);
     assert_eq!(out.status.code(), Some(2));

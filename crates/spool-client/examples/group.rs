@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run -p spool-client --example group -- split   127.0.0.1:9092 topic group
 //! cargo run -p spool-client --example group -- resume  127.0.0.1:9092 topic group
-//! cargo run -p spool-client --example group -- member  127.0.0.1:9092 topic group SECONDS [range|roundrobin|cooperative-sticky]
+//! cargo run -p spool-client --example group -- member  127.0.0.1:9092 topic group SECONDS [range|roundrobin|sticky|cooperative-sticky]
 //! cargo run -p spool-client --example group -- streams 127.0.0.1:9092 topic group N
 //! cargo run -p spool-client --example group -- churn   127.0.0.1:9092 topic group [range|cooperative-sticky]
 //! ```
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use spool_client::{
     AutoOffsetReset, Client, ClientConfig, CooperativeStickyAssignor, GroupConfig, GroupConsumer,
-    NewTopic, ProducerConfig, ProducerRecord, RangeAssignor, RoundRobinAssignor,
+    NewTopic, ProducerConfig, ProducerRecord, RangeAssignor, RoundRobinAssignor, StickyAssignor,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -185,6 +185,8 @@ async fn member(
         cfg.assignors = vec![Arc::new(RoundRobinAssignor)];
     } else if assignor == "range" {
         cfg.assignors = vec![Arc::new(RangeAssignor)];
+    } else if assignor == "sticky" {
+        cfg.assignors = vec![Arc::new(StickyAssignor)];
     } else if assignor == "cooperative-sticky" {
         cfg.assignors = vec![Arc::new(CooperativeStickyAssignor)];
     }

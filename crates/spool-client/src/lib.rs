@@ -39,7 +39,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Consumer groups: [`GroupConsumer`] (classic protocol; `range`, `roundrobin` and
+//! Consumer groups: [`GroupConsumer`] (classic protocol; `range`, `roundrobin`, `sticky` and
 //! `cooperative-sticky` assignors; eager or cooperative rebalancing).
 //!
 //! Not (yet) here: the KIP-848 group protocol, transactions,
@@ -73,7 +73,7 @@ pub use consumer::{Consumer, ConsumerRecord, Offset};
 pub use error::{Error, Result};
 pub use group::{
     Assignor, CooperativeStickyAssignor, GroupConfig, GroupConsumer, GroupHandle, GroupStream,
-    OffsetAndMetadata, RangeAssignor, RebalanceEvent, RoundRobinAssignor,
+    OffsetAndMetadata, RangeAssignor, RebalanceEvent, RoundRobinAssignor, StickyAssignor,
 };
 pub use kafka_protocol::ResponseError;
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};

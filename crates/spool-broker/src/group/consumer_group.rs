@@ -10,7 +10,14 @@
 //!   list them), partitions still held by another member are withheld until released, and
 //!   its epoch advances to the target epoch once nothing is left to revoke.
 //!
-//! Not implemented: regex subscriptions, rack-aware assignment, persistence.
+//! Regex subscriptions (Kafka 4's `subscribed_topic_regex`): a regex new to the group is
+//! compiled when it arrives (INVALID_REGULAR_EXPRESSION if it does not) and resolved at once
+//! against every topic name; resolutions are refreshed on heartbeats at most every
+//! `regex_refresh_interval_ms` (Kafka's fixed 10 s batch interval), and a change in what a regex
+//! matches bumps the group epoch. Kafka resolves asynchronously and bumps once the result is
+//! in; here the topic list is an input ([`TopicSource`]) and resolution is synchronous.
+//!
+//! Not implemented: rack-aware assignment, persistence.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,11 +33,23 @@ pub struct TopicInfo {
     pub partitions: i32,
 }
 
+/// The broker's topics as a consumer group sees them: an input, so the state machine does no
+/// I/O.
+pub trait TopicSource {
+    /// A topic's metadata, if it exists.
+    fn info(&self, name: &str) -> Option<TopicInfo>;
+    /// Every topic name (for regex subscriptions).
+    fn names(&self) -> Vec<String>;
+}
+
 /// Timeouts of consumer groups (Kafka's group.consumer.* defaults).
 #[derive(Debug, Clone)]
 pub struct ConsumerGroupConfig {
     pub session_timeout_ms: i64,
     pub heartbeat_interval_ms: i32,
+    /// Minimum time between two re-resolutions of a group's regexes against the topic list
+    /// (Kafka's `REGEX_BATCH_REFRESH_INTERVAL_MS`, 10 s, not configurable there).
+    pub regex_refresh_interval_ms: i64,
 }
 
 impl Default for ConsumerGroupConfig {
@@ -38,8 +57,26 @@ impl Default for ConsumerGroupConfig {
         ConsumerGroupConfig {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,
+            regex_refresh_interval_ms: 10_000,
         }
     }
+}
+
+/// A compiled subscription regex and the topics it matched at its last resolution.
+#[derive(Debug, Clone)]
+struct ResolvedRegex {
+    /// Anchored at both ends: Kafka matches with `Matcher.matches()`, the whole name.
+    matcher: regex::Regex,
+    topics: BTreeSet<String>,
+}
+
+/// Compiles a subscription regex; the error text follows Kafka's
+/// `throwIfRegularExpressionIsInvalid`.
+fn compile_regex(re: &str) -> Result<regex::Regex, String> {
+    // Validate the pattern as given first, so the message is about what the client sent.
+    regex::Regex::new(re)
+        .and_then(|_| regex::Regex::new(&format!("^(?:{re})$")))
+        .map_err(|e| format!("SubscribedTopicRegex `{re}` is not a valid regular expression: {e}."))
 }
 
 /// A ConsumerGroupHeartbeat request, decoded.
@@ -104,6 +141,8 @@ pub struct CgMember {
     pub client_id: String,
     pub client_host: String,
     pub subscribed: BTreeSet<String>,
+    /// `subscribed_topic_regex`; `None` when absent or empty.
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout_ms: i32,
     /// -2 while a static member is away (it keeps its partitions until its session ends).
@@ -128,6 +167,10 @@ pub struct ConsumerGroup {
     /// Metadata of the subscribed topics when the group epoch last moved.
     metadata: BTreeMap<String, TopicInfo>,
     assignor: String,
+    /// The members' regexes, resolved.
+    regexes: BTreeMap<String, ResolvedRegex>,
+    /// When the regexes were last resolved against the topic list.
+    regexes_resolved_at: i64,
 }
 
 #[cfg(test)]
@@ -164,6 +207,8 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             metadata: BTreeMap::new(),
             assignor: ASSIGNORS[0].to_string(),
+            regexes: BTreeMap::new(),
+            regexes_resolved_at: i64::MIN,
         }
     }
 
@@ -199,12 +244,25 @@ impl ConsumerGroup {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
-    /// Topics any member subscribes to.
+    /// Topics any member subscribes to, by name or through its regex.
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
         self.members
             .values()
-            .flat_map(|m| m.subscribed.iter().cloned())
+            .flat_map(|m| self.member_topics(m))
             .collect()
+    }
+
+    /// A member's topics: its names plus what its regex matched at the last resolution.
+    pub fn member_topics(&self, m: &CgMember) -> BTreeSet<String> {
+        let mut topics = m.subscribed.clone();
+        if let Some(r) = m
+            .subscribed_regex
+            .as_ref()
+            .and_then(|r| self.regexes.get(r))
+        {
+            topics.extend(r.topics.iter().cloned());
+        }
+        topics
     }
 
     /// Kafka's ConsumerGroupState names.
@@ -273,7 +331,7 @@ impl ConsumerGroup {
         &mut self,
         req: CgHeartbeat,
         now: i64,
-        resolve: &dyn Fn(&str) -> Option<TopicInfo>,
+        topics: &dyn TopicSource,
     ) -> CgResponse {
         if let Err(r) = self.validate(&req) {
             return r;
@@ -343,6 +401,13 @@ impl ConsumerGroup {
                     changed = true;
                 }
             }
+            if let Some(re) = &req.subscribed_topic_regex {
+                let re = (!re.is_empty()).then(|| re.clone());
+                if re != m.subscribed_regex {
+                    m.subscribed_regex = re;
+                    changed = true;
+                }
+            }
             if req.server_assignor.is_some() && req.server_assignor != m.server_assignor {
                 m.server_assignor = req.server_assignor.clone();
                 changed = true;
@@ -351,7 +416,10 @@ impl ConsumerGroup {
                 bump = true;
             }
         }
-        if self.refresh_metadata(resolve) {
+        if self.refresh_regexes(topics, now) {
+            bump = true;
+        }
+        if self.refresh_metadata(topics) {
             bump = true;
         }
         if bump {
@@ -401,12 +469,17 @@ impl ConsumerGroup {
         if req.member_epoch == -2 && req.instance_id.is_none() {
             return bad("instance id must be set to leave as a static member");
         }
-        if req
-            .subscribed_topic_regex
-            .as_ref()
-            .is_some_and(|r| !r.is_empty())
-        {
-            return bad("regex subscriptions are not supported by this broker");
+        if let Some(re) = req.subscribed_topic_regex.as_deref() {
+            // Only a regex new to the group is compiled, as in Kafka; the others compiled
+            // when they arrived.
+            if !re.is_empty() && !self.regexes.contains_key(re) {
+                if let Err(message) = compile_regex(re) {
+                    return Err(CgResponse::error(
+                        ResponseError::InvalidRegularExpression,
+                        &message,
+                    ));
+                }
+            }
         }
         if let Some(a) = &req.server_assignor {
             if !ASSIGNORS.contains(&a.as_str()) {
@@ -498,6 +571,7 @@ impl ConsumerGroup {
                 client_id: String::new(),
                 client_host: String::new(),
                 subscribed: BTreeSet::new(),
+                subscribed_regex: None,
                 server_assignor: None,
                 rebalance_timeout_ms: req.rebalance_timeout_ms,
                 epoch: 0,
@@ -512,12 +586,69 @@ impl ConsumerGroup {
         Ok((member_id, true))
     }
 
+    /// Resolves the members' regexes against the topic list: at once for a regex new to the
+    /// group, otherwise at most every `regex_refresh_interval_ms`. Regexes no member uses any
+    /// more are dropped. True when what an already resolved regex matches changed.
+    fn refresh_regexes(&mut self, topics: &dyn TopicSource, now: i64) -> bool {
+        let used: BTreeSet<String> = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_regex.clone())
+            .collect();
+        self.regexes.retain(|re, _| used.contains(re));
+        if used.is_empty() {
+            return false;
+        }
+        let unresolved = used.iter().any(|re| !self.regexes.contains_key(re));
+        let due =
+            now.saturating_sub(self.regexes_resolved_at) >= self.config.regex_refresh_interval_ms;
+        if !unresolved && !due {
+            return false;
+        }
+        let names = topics.names();
+        let mut changed = false;
+        for re in used {
+            let matcher = match self.regexes.get(&re) {
+                Some(r) => r.matcher.clone(),
+                // Checked when the member sent it, so this cannot fail; skip it if it does.
+                None => match compile_regex(&re) {
+                    Ok(m) => m,
+                    Err(_) => continue,
+                },
+            };
+            let matched: BTreeSet<String> = names
+                .iter()
+                .filter(|n| matcher.is_match(n))
+                .cloned()
+                .collect();
+            match self.regexes.get_mut(&re) {
+                Some(r) => {
+                    if r.topics != matched {
+                        r.topics = matched;
+                        changed = true;
+                    }
+                }
+                None => {
+                    self.regexes.insert(
+                        re,
+                        ResolvedRegex {
+                            matcher,
+                            topics: matched,
+                        },
+                    );
+                }
+            }
+        }
+        self.regexes_resolved_at = now;
+        changed
+    }
+
     /// Re-reads the subscribed topics' metadata; true when it changed.
-    fn refresh_metadata(&mut self, resolve: &dyn Fn(&str) -> Option<TopicInfo>) -> bool {
+    fn refresh_metadata(&mut self, topics: &dyn TopicSource) -> bool {
         let fresh: BTreeMap<String, TopicInfo> = self
             .subscribed_topics()
             .into_iter()
-            .filter_map(|t| resolve(&t).map(|i| (t, i)))
+            .filter_map(|t| topics.info(&t).map(|i| (t, i)))
             .collect();
         let changed = fresh != self.metadata;
         self.metadata = fresh;
@@ -546,8 +677,8 @@ impl ConsumerGroup {
             .members
             .values()
             .map(|m| {
-                let topics = m
-                    .subscribed
+                let topics = self
+                    .member_topics(m)
                     .iter()
                     .filter_map(|t| self.metadata.get(t).map(|i| i.id))
                     .collect();
@@ -658,11 +789,19 @@ mod tests {
 
     const T: Uuid = Uuid::from_bytes([7; 16]);
 
-    fn topics(name: &str) -> Option<TopicInfo> {
-        (name == "t").then_some(TopicInfo {
-            id: T,
-            partitions: 4,
-        })
+    /// One topic `t` with 4 partitions.
+    struct OneTopic;
+
+    impl TopicSource for OneTopic {
+        fn info(&self, name: &str) -> Option<TopicInfo> {
+            (name == "t").then_some(TopicInfo {
+                id: T,
+                partitions: 4,
+            })
+        }
+        fn names(&self) -> Vec<String> {
+            vec!["t".into()]
+        }
     }
 
     fn join(id: &str) -> CgHeartbeat {
@@ -702,7 +841,7 @@ mod tests {
     #[test]
     fn first_member_gets_everything() {
         let mut g = ConsumerGroup::new("g", Default::default());
-        let r = g.heartbeat(join("a"), 0, &topics);
+        let r = g.heartbeat(join("a"), 0, &OneTopic);
         assert_eq!(r.error, None);
         assert_eq!(r.member_id.as_deref(), Some("a"));
         assert_eq!(r.member_epoch, 1);
@@ -711,7 +850,7 @@ mod tests {
         assert_eq!(g.state_name(), "Stable");
         // Nothing changed: no assignment in the answer.
         let a = r.assignment.unwrap();
-        let r = g.heartbeat(hb("a", 1, Some(&a)), 10, &topics);
+        let r = g.heartbeat(hb("a", 1, Some(&a)), 10, &OneTopic);
         assert_eq!((r.error, r.member_epoch, r.assignment), (None, 1, None));
     }
 
@@ -719,10 +858,10 @@ mod tests {
     fn v0_server_generates_member_id_and_v1_requires_one() {
         let mut g = ConsumerGroup::new("g", Default::default());
         let mut req = join("");
-        let r = g.heartbeat(req.clone(), 0, &topics);
+        let r = g.heartbeat(req.clone(), 0, &OneTopic);
         assert_eq!(r.error, Some(ResponseError::InvalidRequest));
         req.server_generates_id = true;
-        let r = g.heartbeat(req, 0, &topics);
+        let r = g.heartbeat(req, 0, &OneTopic);
         assert_eq!(r.error, None);
         assert_eq!(r.member_id.unwrap().len(), 36);
     }
@@ -730,28 +869,28 @@ mod tests {
     #[test]
     fn two_members_split_with_revocation_first() {
         let mut g = ConsumerGroup::new("g", Default::default());
-        let ra = g.heartbeat(join("a"), 0, &topics);
+        let ra = g.heartbeat(join("a"), 0, &OneTopic);
         let a_owned = ra.assignment.clone().unwrap();
-        let rb = g.heartbeat(join("b"), 1, &topics);
+        let rb = g.heartbeat(join("b"), 1, &OneTopic);
         // b's target partitions are still a's: withheld, but b is at the new epoch.
         assert_eq!(rb.member_epoch, 2);
         assert!(parts(&rb).is_empty());
         assert_eq!(g.state_name(), "Reconciling");
         // a learns it must give up two partitions; its epoch stays until it confirms.
-        let ra2 = g.heartbeat(hb("a", 1, Some(&a_owned)), 2, &topics);
+        let ra2 = g.heartbeat(hb("a", 1, Some(&a_owned)), 2, &OneTopic);
         assert_eq!(ra2.member_epoch, 1);
         let kept = parts(&ra2);
         assert_eq!(kept.len(), 2);
         // b still cannot have them: a has not confirmed.
-        let rb2 = g.heartbeat(hb("b", 2, Some(&Assignment::new())), 3, &topics);
+        let rb2 = g.heartbeat(hb("b", 2, Some(&Assignment::new())), 3, &OneTopic);
         assert!(rb2.assignment.is_none());
         assert_eq!(g.held("b"), 0);
         // a confirms (owned = kept): it moves to epoch 3.
         let a_now = ra2.assignment.unwrap();
-        let ra3 = g.heartbeat(hb("a", 1, Some(&a_now)), 4, &topics);
+        let ra3 = g.heartbeat(hb("a", 1, Some(&a_now)), 4, &OneTopic);
         assert_eq!((ra3.error, ra3.member_epoch), (None, 2));
         // Now b gets the released partitions.
-        let rb3 = g.heartbeat(hb("b", 2, Some(&Assignment::new())), 5, &topics);
+        let rb3 = g.heartbeat(hb("b", 2, Some(&Assignment::new())), 5, &OneTopic);
         let b = parts(&rb3);
         assert_eq!(b.len(), 2);
         assert!(b.is_disjoint(&kept));
@@ -761,11 +900,11 @@ mod tests {
     #[test]
     fn null_owned_partitions_mean_still_owned() {
         let mut g = ConsumerGroup::new("g", Default::default());
-        let ra = g.heartbeat(join("a"), 0, &topics);
-        g.heartbeat(join("b"), 1, &topics);
-        let r = g.heartbeat(hb("a", 1, ra.assignment.as_ref()), 2, &topics);
+        let ra = g.heartbeat(join("a"), 0, &OneTopic);
+        g.heartbeat(join("b"), 1, &OneTopic);
+        let r = g.heartbeat(hb("a", 1, ra.assignment.as_ref()), 2, &OneTopic);
         assert_eq!(r.member_epoch, 1);
-        let r = g.heartbeat(hb("a", 1, None), 3, &topics);
+        let r = g.heartbeat(hb("a", 1, None), 3, &OneTopic);
         assert_eq!(r.member_epoch, 1);
         assert_eq!(
             g.member("a").unwrap().state,
@@ -776,38 +915,38 @@ mod tests {
     #[test]
     fn leave_rebalances_to_the_rest() {
         let mut g = ConsumerGroup::new("g", Default::default());
-        g.heartbeat(join("a"), 0, &topics);
-        g.heartbeat(join("b"), 0, &topics);
-        let r = g.heartbeat(hb("b", -1, None), 1, &topics);
+        g.heartbeat(join("a"), 0, &OneTopic);
+        g.heartbeat(join("b"), 0, &OneTopic);
+        let r = g.heartbeat(hb("b", -1, None), 1, &OneTopic);
         assert_eq!((r.error, r.member_epoch), (None, -1));
         assert!(g.member("b").is_none());
-        let r = g.heartbeat(hb("a", 1, None), 2, &topics);
+        let r = g.heartbeat(hb("a", 1, None), 2, &OneTopic);
         // a never gave anything up, so its assignment did not change: only the epoch moves.
         assert_eq!((r.member_epoch, r.assignment), (3, None));
         assert_eq!(g.held("a"), 4);
         // Leaving twice: unknown.
-        let r = g.heartbeat(hb("b", -1, None), 3, &topics);
+        let r = g.heartbeat(hb("b", -1, None), 3, &OneTopic);
         assert_eq!(r.error, Some(ResponseError::UnknownMemberId));
     }
 
     #[test]
     fn session_expiry_removes_member() {
         let mut g = ConsumerGroup::new("g", Default::default());
-        g.heartbeat(join("a"), 0, &topics);
+        g.heartbeat(join("a"), 0, &OneTopic);
         assert!(g.tick(45_000).is_empty());
         assert_eq!(g.tick(45_001), vec!["a".to_string()]);
         assert!(g.is_empty());
         assert_eq!(g.state_name(), "Empty");
-        let r = g.heartbeat(hb("a", 1, None), 45_002, &topics);
+        let r = g.heartbeat(hb("a", 1, None), 45_002, &OneTopic);
         assert_eq!(r.error, Some(ResponseError::UnknownMemberId));
     }
 
     #[test]
     fn revocation_timeout_fences() {
         let mut g = ConsumerGroup::new("g", Default::default());
-        let ra = g.heartbeat(join("a"), 0, &topics);
-        g.heartbeat(join("b"), 0, &topics);
-        g.heartbeat(hb("a", 1, ra.assignment.as_ref()), 1, &topics);
+        let ra = g.heartbeat(join("a"), 0, &OneTopic);
+        g.heartbeat(join("b"), 0, &OneTopic);
+        g.heartbeat(hb("a", 1, ra.assignment.as_ref()), 1, &OneTopic);
         assert!(g.tick(30_001).is_empty());
         assert_eq!(g.tick(30_002), vec!["a".to_string()]);
     }
@@ -815,19 +954,19 @@ mod tests {
     #[test]
     fn fenced_epochs() {
         let mut g = ConsumerGroup::new("g", Default::default());
-        let r = g.heartbeat(join("a"), 0, &topics);
+        let r = g.heartbeat(join("a"), 0, &OneTopic);
         let a = r.assignment.unwrap();
         // A new assignor moves the group (and a) to epoch 2; previous epoch 1.
         let mut change = hb("a", 1, Some(&a));
         change.server_assignor = Some("range".into());
-        assert_eq!(g.heartbeat(change, 1, &topics).member_epoch, 2);
-        let r = g.heartbeat(hb("a", 3, Some(&a)), 2, &topics);
+        assert_eq!(g.heartbeat(change, 1, &OneTopic).member_epoch, 2);
+        let r = g.heartbeat(hb("a", 3, Some(&a)), 2, &OneTopic);
         assert_eq!(r.error, Some(ResponseError::FencedMemberEpoch));
         // The previous epoch owning exactly its partitions is a lost response: fine.
-        let r = g.heartbeat(hb("a", 1, Some(&a)), 3, &topics);
+        let r = g.heartbeat(hb("a", 1, Some(&a)), 3, &OneTopic);
         assert_eq!((r.error, r.member_epoch), (None, 2));
         let foreign = Assignment::from([(T, BTreeSet::from([9]))]);
-        let r = g.heartbeat(hb("a", 1, Some(&foreign)), 4, &topics);
+        let r = g.heartbeat(hb("a", 1, Some(&foreign)), 4, &OneTopic);
         assert_eq!(r.error, Some(ResponseError::FencedMemberEpoch));
         assert_eq!(
             g.validate_offset_request("a", 1),
@@ -846,24 +985,24 @@ mod tests {
         let mut r = join("a");
         r.rebalance_timeout_ms = -1;
         assert_eq!(
-            g.heartbeat(r, 0, &topics).error,
+            g.heartbeat(r, 0, &OneTopic).error,
             Some(ResponseError::InvalidRequest)
         );
         let mut r = join("a");
         r.subscribed_topic_names = None;
         assert_eq!(
-            g.heartbeat(r, 0, &topics).error,
+            g.heartbeat(r, 0, &OneTopic).error,
             Some(ResponseError::InvalidRequest)
         );
         let mut r = join("a");
         r.server_assignor = Some("sticky".into());
         assert_eq!(
-            g.heartbeat(r, 0, &topics).error,
+            g.heartbeat(r, 0, &OneTopic).error,
             Some(ResponseError::UnsupportedAssignor)
         );
         let r = hb("a", -2, None);
         assert_eq!(
-            g.heartbeat(r, 0, &topics).error,
+            g.heartbeat(r, 0, &OneTopic).error,
             Some(ResponseError::InvalidRequest)
         );
     }
@@ -873,20 +1012,20 @@ mod tests {
         let mut g = ConsumerGroup::new("g", Default::default());
         let mut j = join("a");
         j.instance_id = Some("i1".into());
-        let r = g.heartbeat(j.clone(), 0, &topics);
+        let r = g.heartbeat(j.clone(), 0, &OneTopic);
         let epoch = r.member_epoch;
         // Another member claiming the instance while a is active.
         let mut other = join("b");
         other.instance_id = Some("i1".into());
         assert_eq!(
-            g.heartbeat(other.clone(), 1, &topics).error,
+            g.heartbeat(other.clone(), 1, &OneTopic).error,
             Some(ResponseError::UnreleasedInstanceId)
         );
         let mut leave = hb("a", -2, None);
         leave.instance_id = Some("i1".into());
-        assert_eq!(g.heartbeat(leave, 2, &topics).member_epoch, -2);
+        assert_eq!(g.heartbeat(leave, 2, &OneTopic).member_epoch, -2);
         // The replacement takes over its partitions and epoch without a rebalance.
-        let r = g.heartbeat(other, 3, &topics);
+        let r = g.heartbeat(other, 3, &OneTopic);
         assert_eq!((r.error, r.member_epoch), (None, epoch));
         assert_eq!(parts(&r).len(), 4);
         assert_eq!(g.group_epoch(), epoch);
@@ -897,8 +1036,178 @@ mod tests {
         let mut g = ConsumerGroup::new("g", Default::default());
         let mut j = join("a");
         j.server_assignor = Some("range".into());
-        let r = g.heartbeat(j, 0, &topics);
+        let r = g.heartbeat(j, 0, &OneTopic);
         assert_eq!(g.assignor_name(), "range");
         assert_eq!(parts(&r).len(), 4);
+    }
+
+    /// A mutable set of topics, each with 2 partitions.
+    struct Cluster(std::cell::RefCell<BTreeMap<String, TopicInfo>>);
+
+    impl Cluster {
+        fn new(names: &[&str]) -> Cluster {
+            let c = Cluster(Default::default());
+            for n in names {
+                c.create(n);
+            }
+            c
+        }
+        fn create(&self, name: &str) {
+            let id = Uuid::new_v4();
+            self.0
+                .borrow_mut()
+                .insert(name.into(), TopicInfo { id, partitions: 2 });
+        }
+        fn delete(&self, name: &str) {
+            self.0.borrow_mut().remove(name);
+        }
+        fn id(&self, name: &str) -> Uuid {
+            self.0.borrow()[name].id
+        }
+    }
+
+    impl TopicSource for Cluster {
+        fn info(&self, name: &str) -> Option<TopicInfo> {
+            self.0.borrow().get(name).copied()
+        }
+        fn names(&self) -> Vec<String> {
+            self.0.borrow().keys().cloned().collect()
+        }
+    }
+
+    fn join_regex(id: &str, re: &str) -> CgHeartbeat {
+        CgHeartbeat {
+            subscribed_topic_names: None,
+            subscribed_topic_regex: Some(re.into()),
+            ..join(id)
+        }
+    }
+
+    /// Topic names in an assignment.
+    fn topic_names(c: &Cluster, a: &Assignment) -> BTreeSet<String> {
+        let ids: BTreeMap<Uuid, String> =
+            c.0.borrow()
+                .iter()
+                .map(|(n, t)| (t.id, n.clone()))
+                .collect();
+        a.keys().map(|id| ids[id].clone()).collect()
+    }
+
+    #[test]
+    fn a_regex_subscribes_to_every_topic_whose_whole_name_matches() {
+        let c = Cluster::new(&["orders-eu", "orders-us", "old-orders-x", "other"]);
+        let mut g = ConsumerGroup::new("g", Default::default());
+        let r = g.heartbeat(join_regex("a", "orders-.*"), 0, &c);
+        assert_eq!((r.error, r.member_epoch), (None, 1));
+        let a = r.assignment.unwrap();
+        assert_eq!(
+            topic_names(&c, &a),
+            BTreeSet::from(["orders-eu".to_string(), "orders-us".to_string()])
+        );
+        assert_eq!(a.values().map(|p| p.len()).sum::<usize>(), 4);
+        // Explicit anchors are fine too.
+        let r = g.heartbeat(join_regex("b", "^other$"), 1, &c);
+        assert_eq!(r.error, None);
+        assert_eq!(
+            g.subscribed_topics(),
+            BTreeSet::from(["orders-eu".into(), "orders-us".into(), "other".into()])
+        );
+    }
+
+    #[test]
+    fn an_invalid_regex_is_refused_and_the_member_not_admitted() {
+        let c = Cluster::new(&["t"]);
+        let mut g = ConsumerGroup::new("g", Default::default());
+        let r = g.heartbeat(join_regex("a", "orders-(.*"), 0, &c);
+        assert_eq!(r.error, Some(ResponseError::InvalidRegularExpression));
+        assert_eq!(ResponseError::InvalidRegularExpression.code(), 128);
+        assert!(r
+            .message
+            .unwrap()
+            .starts_with("SubscribedTopicRegex `orders-(.*` is not a valid regular expression: "));
+        assert!(g.is_empty());
+        assert_eq!(g.group_epoch(), 0);
+        // A member changing to an invalid regex is refused and keeps its subscription.
+        let r = g.heartbeat(join_regex("a", "t"), 0, &c);
+        assert_eq!(r.member_epoch, 1);
+        let mut bad = hb("a", 1, r.assignment.as_ref());
+        bad.subscribed_topic_regex = Some("[".into());
+        let r = g.heartbeat(bad, 10, &c);
+        assert_eq!(r.error, Some(ResponseError::InvalidRegularExpression));
+        assert_eq!(
+            g.member("a").unwrap().subscribed_regex.as_deref(),
+            Some("t")
+        );
+        assert_eq!(g.group_epoch(), 1);
+    }
+
+    #[test]
+    fn topics_created_later_are_picked_up_at_the_next_refresh_and_bump_the_epoch() {
+        let c = Cluster::new(&["orders-eu"]);
+        let mut g = ConsumerGroup::new("g", Default::default());
+        let r = g.heartbeat(join_regex("a", "orders-.*"), 0, &c);
+        let mut owned = r.assignment.unwrap();
+        c.create("orders-us");
+        // Within the refresh interval (10 s): not looked for yet.
+        let r = g.heartbeat(hb("a", 1, Some(&owned)), 5_000, &c);
+        assert_eq!((r.member_epoch, r.assignment.is_none()), (1, true));
+        assert_eq!(g.group_epoch(), 1);
+        // After it: resolved again, a new group epoch, and the member gets the new topic.
+        let r = g.heartbeat(hb("a", 1, Some(&owned)), 10_000, &c);
+        assert_eq!(g.group_epoch(), 2);
+        assert_eq!(r.member_epoch, 2);
+        owned = r.assignment.unwrap();
+        assert_eq!(
+            topic_names(&c, &owned),
+            BTreeSet::from(["orders-eu".to_string(), "orders-us".to_string()])
+        );
+        // Nothing new: a refresh that matches the same topics does not bump.
+        let r = g.heartbeat(hb("a", 2, Some(&owned)), 30_000, &c);
+        assert_eq!((r.member_epoch, g.group_epoch()), (2, 2));
+    }
+
+    #[test]
+    fn a_deleted_topic_leaves_the_assignment_without_waiting_for_a_refresh() {
+        let c = Cluster::new(&["orders-eu", "orders-us"]);
+        let mut g = ConsumerGroup::new("g", Default::default());
+        let r = g.heartbeat(join_regex("a", "orders-.*"), 0, &c);
+        let owned = r.assignment.unwrap();
+        let us = c.id("orders-us");
+        c.delete("orders-us");
+        let r = g.heartbeat(hb("a", 1, Some(&owned)), 100, &c);
+        assert_eq!(g.group_epoch(), 2);
+        let now = r.assignment.expect("assignment changed");
+        assert!(!now.contains_key(&us));
+        assert_eq!(
+            topic_names(&c, &now),
+            BTreeSet::from(["orders-eu".to_string()])
+        );
+    }
+
+    #[test]
+    fn changing_between_names_and_regex_bumps_and_unused_regexes_are_dropped() {
+        let c = Cluster::new(&["t", "orders-eu"]);
+        let mut g = ConsumerGroup::new("g", Default::default());
+        let r = g.heartbeat(join("a"), 0, &c);
+        assert_eq!(g.group_epoch(), 1);
+        let owned = r.assignment.unwrap();
+        // Names and regex together: the union.
+        let mut both = hb("a", 1, Some(&owned));
+        both.subscribed_topic_regex = Some("orders-.*".into());
+        let r = g.heartbeat(both, 10, &c);
+        assert_eq!((r.error, g.group_epoch(), r.member_epoch), (None, 2, 2));
+        assert_eq!(
+            g.subscribed_topics(),
+            BTreeSet::from(["orders-eu".into(), "t".into()])
+        );
+        // An empty regex clears it; the resolved regex is forgotten.
+        let mut clear = hb("a", 2, None);
+        clear.subscribed_topic_regex = Some(String::new());
+        let r = g.heartbeat(clear, 20, &c);
+        assert_eq!(r.error, None);
+        assert_eq!(g.group_epoch(), 3);
+        assert_eq!(g.member("a").unwrap().subscribed_regex, None);
+        assert_eq!(g.subscribed_topics(), BTreeSet::from(["t".into()]));
+        assert!(g.regexes.is_empty());
     }
 }

@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use tokio::sync::oneshot;
 
-use super::consumer_group::{CgHeartbeat, CgResponse, ConsumerGroup, TopicInfo};
+use super::consumer_group::{
+    CgHeartbeat, CgResponse, ConsumerGroup, ConsumerGroupConfig, TopicSource,
+};
 use super::offsets::OffsetStore;
 use super::{
     Action, ErrorCode, Group, GroupConfig, GroupState, JoinRequest, JoinResponse, RequestId,
@@ -111,7 +113,7 @@ impl GroupManager {
         group_id: &str,
         req: CgHeartbeat,
         now_ms: i64,
-        resolve: &dyn Fn(&str) -> Option<TopicInfo>,
+        topics: &dyn TopicSource,
     ) -> CgResponse {
         let mut classic = self.lock();
         let mut consumer = self.lock_consumer();
@@ -138,10 +140,15 @@ impl GroupManager {
             };
         }
         drop(classic);
+        let config = ConsumerGroupConfig {
+            session_timeout_ms: i64::from(self.config.consumer_session_timeout_ms),
+            heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+            regex_refresh_interval_ms: i64::from(self.config.consumer_regex_refresh_interval_ms),
+        };
         let group = consumer
             .entry(group_id.to_string())
-            .or_insert_with(|| ConsumerGroup::new(group_id, Default::default()));
-        let resp = group.heartbeat(req, now_ms, resolve);
+            .or_insert_with(|| ConsumerGroup::new(group_id, config));
+        let resp = group.heartbeat(req, now_ms, topics);
         if group.is_empty() && group.group_epoch() == 0 {
             // A refused first join leaves no group behind.
             consumer.remove(group_id);

@@ -70,6 +70,35 @@ pub struct GroupConfig {
     pub new_member_join_timeout_ms: i32,
     /// `group.max.size`; `None` means unlimited.
     pub max_size: Option<usize>,
+    /// `group.consumer.session.timeout.ms` (default 45000): how long a KIP-848 (consumer
+    /// protocol) member lives without a heartbeat.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (default 5000): the interval KIP-848 members are
+    /// told to heartbeat at.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// Minimum time between two re-resolutions of a KIP-848 group's subscription regexes
+    /// against the topic list (default 10000, Kafka's fixed `REGEX_BATCH_REFRESH_INTERVAL_MS`;
+    /// not a Kafka config, so no flag: tests lower it).
+    pub consumer_regex_refresh_interval_ms: i32,
+}
+
+impl GroupConfig {
+    /// Checks the KIP-848 timeouts the way Kafka's `GroupCoordinatorConfig` does (both at
+    /// least 1, the heartbeat interval below the session timeout), with its messages.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.consumer_session_timeout_ms < 1 {
+            return Err("group.consumer.session.timeout.ms must be at least 1".into());
+        }
+        if self.consumer_heartbeat_interval_ms < 1 {
+            return Err("group.consumer.heartbeat.interval.ms must be at least 1".into());
+        }
+        if self.consumer_heartbeat_interval_ms >= self.consumer_session_timeout_ms {
+            return Err("group.consumer.heartbeat.interval.ms must be less than \
+                 group.consumer.session.timeout.ms"
+                .into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for GroupConfig {
@@ -80,6 +109,9 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3_000,
             new_member_join_timeout_ms: 300_000,
             max_size: None,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_regex_refresh_interval_ms: 10_000,
         }
     }
 }

@@ -1,31 +1,36 @@
 //! KIP-848 consumer-group APIs: ConsumerGroupHeartbeat and ConsumerGroupDescribe. The rules
 //! live in `group::consumer_group`; this maps wire structs to it.
 
-use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_group_describe_response::{
     self as describe, DescribedGroup, Member,
 };
 use kafka_protocol::messages::consumer_group_heartbeat_response::{
     Assignment as WireAssignment, TopicPartitions,
 };
-use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::Encodable;
 use kafka_protocol::ResponseError;
 
 use super::cluster::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{text, uuid};
 use crate::group::assignor::Assignment;
-use crate::group::consumer_group::{CgHeartbeat, ConsumerGroup, TopicInfo};
+use crate::group::consumer_group::{CgHeartbeat, ConsumerGroup, TopicInfo, TopicSource};
 use crate::server::now_ms;
 use crate::state::BrokerState;
 
-/// The broker's metadata for a subscribed topic.
-fn resolve(state: &BrokerState, name: &str) -> Option<TopicInfo> {
-    state.logs.topic(name).map(|m| TopicInfo {
-        id: uuid(m.id),
-        partitions: m.partitions,
-    })
+/// The broker's topics, as the consumer-group state machine reads them.
+struct BrokerTopics<'a>(&'a BrokerState);
+
+impl TopicSource for BrokerTopics<'_> {
+    fn info(&self, name: &str) -> Option<TopicInfo> {
+        self.0.logs.topic(name).map(|m| TopicInfo {
+            id: uuid(m.id),
+            partitions: m.partitions,
+        })
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.logs.topics().into_iter().map(|m| m.name).collect()
+    }
 }
 
 pub(crate) fn heartbeat(
@@ -63,7 +68,7 @@ pub(crate) fn heartbeat(
     };
     let r = state
         .groups
-        .consumer_heartbeat(&req.group_id.0, hb, now_ms(), &|name| resolve(state, name));
+        .consumer_heartbeat(&req.group_id.0, hb, now_ms(), &BrokerTopics(state));
     let out = ConsumerGroupHeartbeatResponse::default()
         .with_error_code(r.error.map_or(0, |e| e.code()))
         .with_error_message(r.message.map(text));
@@ -125,6 +130,7 @@ pub(crate) fn describe(
                                     .map(|t| TopicName(text(t.clone())))
                                     .collect(),
                             )
+                            .with_subscribed_topic_regex(m.subscribed_regex.clone().map(text))
                             .with_assignment(describe_assignment(g, Some(&m.assigned)))
                             .with_target_assignment(describe_assignment(
                                 g,
@@ -144,36 +150,25 @@ pub(crate) fn describe(
                     .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
             });
             found.unwrap_or_else(|| {
+                // Kafka's messages: a classic group (also one known only by its committed
+                // offsets, Kafka's "simple" group) is the wrong type; otherwise there is none.
+                let classic = state
+                    .groups
+                    .with_group(&id.0, |_| ((), Vec::new()))
+                    .is_some()
+                    || state.groups.offsets.last_commit_ms(&id.0).is_some();
+                let message = if classic {
+                    format!("Group {} is not a consumer group.", id.0)
+                } else {
+                    format!("Group {} not found.", id.0)
+                };
                 DescribedGroup::default()
                     .with_group_id(id.clone())
                     .with_error_code(ResponseError::GroupIdNotFound.code())
-                    .with_error_message(Some(text(format!(
-                        "group {} is not a consumer group",
-                        id.0
-                    ))))
+                    .with_error_message(Some(text(message)))
                     .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
             })
         })
         .collect();
     ConsumerGroupDescribeResponse::default().with_groups(groups)
-}
-
-/// A member's assignment as a classic ConsumerProtocolAssignment (v0, version-prefixed), so
-/// DescribeGroups readers can show it.
-pub(crate) fn classic_assignment(g: &ConsumerGroup, a: &Assignment) -> Bytes {
-    let msg = ConsumerProtocolAssignment::default().with_assigned_partitions(
-        a.iter()
-            .map(|(t, ps)| {
-                TopicPartition::default()
-                    .with_topic(TopicName(text(g.topic_name(t).unwrap_or_default())))
-                    .with_partitions(ps.iter().copied().collect())
-            })
-            .collect(),
-    );
-    let mut buf = BytesMut::new();
-    buf.put_i16(0);
-    if msg.encode(&mut buf, 0).is_err() {
-        return Bytes::new();
-    }
-    buf.freeze()
 }

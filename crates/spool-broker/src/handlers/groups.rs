@@ -549,94 +549,86 @@ pub(crate) fn describe_groups(
     req: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
-    let groups =
-        req.groups
-            .into_iter()
-            .map(|id| {
-                if let Some(d) = state.groups.with_consumer(&id.0, |g| {
-                    // A KIP-848 group, shown the classic way: assignments encoded as
-                    // ConsumerProtocolAssignment so classic tools can read them.
-                    let members =
-                        g.members()
-                            .map(|m| {
-                                DescribedGroupMember::default()
-                                    .with_member_id(text(m.member_id.clone()))
-                                    .with_group_instance_id(m.instance_id.clone().map(text))
-                                    .with_client_id(text(m.client_id.clone()))
-                                    .with_client_host(text(m.client_host.clone()))
-                                    .with_member_assignment(
-                                        super::consumer_groups::classic_assignment(g, &m.assigned),
-                                    )
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|id| {
+            if state.groups.with_consumer(&id.0, |_| ()).is_some() {
+                // Kafka 4 describes only classic groups here: a KIP-848 group is
+                // GROUP_ID_NOT_FOUND from v6 (clients then use ConsumerGroupDescribe), and a
+                // Dead group before, as for an unknown id.
+                let dead = DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_group_state(text("Dead"))
+                    .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+                return if version >= 6 {
+                    dead.with_error_code(ResponseError::GroupIdNotFound.code())
+                        .with_error_message(Some(text(format!(
+                            "Group {} is not a classic group.",
+                            id.0
+                        ))))
+                } else {
+                    dead
+                };
+            }
+            let described = state.groups.with_group(&id.0, |g| {
+                let protocol = g.protocol_name().unwrap_or_default().to_string();
+                let stable = g.state() == GroupState::Stable;
+                let members = g
+                    .members()
+                    .map(|m| {
+                        let metadata = m
+                            .protocols()
+                            .iter()
+                            .find(|(name, _)| *name == protocol)
+                            .map(|(_, md)| md.clone())
+                            .unwrap_or_default();
+                        DescribedGroupMember::default()
+                            .with_member_id(text(m.member_id()))
+                            .with_group_instance_id(m.group_instance_id().map(text))
+                            .with_client_id(text(m.client_id()))
+                            .with_client_host(text(m.client_host()))
+                            .with_member_metadata(metadata)
+                            // Assignments are only meaningful once the group is stable.
+                            .with_member_assignment(if stable {
+                                m.assignment().clone()
+                            } else {
+                                Bytes::new()
                             })
-                            .collect();
+                    })
+                    .collect();
+                let d = DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_group_state(text(state_name(g.state())))
+                    .with_protocol_type(text(g.protocol_type().unwrap_or_default()))
+                    .with_protocol_data(text(protocol))
+                    .with_members(members)
+                    .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+                (d, Vec::new())
+            });
+            match described {
+                Some(d) => d,
+                // Known only through its offsets: an empty group.
+                None if state.groups.offsets.last_commit_ms(&id.0).is_some() => {
                     DescribedGroup::default()
-                        .with_group_id(id.clone())
-                        .with_group_state(text(g.state_name()))
-                        .with_protocol_type(text("consumer"))
-                        .with_protocol_data(text(g.assignor_name()))
-                        .with_members(members)
-                        .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
-                }) {
-                    return d;
-                }
-                let described = state.groups.with_group(&id.0, |g| {
-                    let protocol = g.protocol_name().unwrap_or_default().to_string();
-                    let stable = g.state() == GroupState::Stable;
-                    let members = g
-                        .members()
-                        .map(|m| {
-                            let metadata = m
-                                .protocols()
-                                .iter()
-                                .find(|(name, _)| *name == protocol)
-                                .map(|(_, md)| md.clone())
-                                .unwrap_or_default();
-                            DescribedGroupMember::default()
-                                .with_member_id(text(m.member_id()))
-                                .with_group_instance_id(m.group_instance_id().map(text))
-                                .with_client_id(text(m.client_id()))
-                                .with_client_host(text(m.client_host()))
-                                .with_member_metadata(metadata)
-                                // Assignments are only meaningful once the group is stable.
-                                .with_member_assignment(if stable {
-                                    m.assignment().clone()
-                                } else {
-                                    Bytes::new()
-                                })
-                        })
-                        .collect();
-                    let d = DescribedGroup::default()
-                        .with_group_id(id.clone())
-                        .with_group_state(text(state_name(g.state())))
-                        .with_protocol_type(text(g.protocol_type().unwrap_or_default()))
-                        .with_protocol_data(text(protocol))
-                        .with_members(members)
-                        .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
-                    (d, Vec::new())
-                });
-                match described {
-                    Some(d) => d,
-                    // Known only through its offsets: an empty group.
-                    None if state.groups.offsets.last_commit_ms(&id.0).is_some() => {
-                        DescribedGroup::default()
-                            .with_group_id(id)
-                            .with_group_state(text("Empty"))
-                            .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
-                    }
-                    // Kafka 4 answers GROUP_ID_NOT_FOUND from v6, and a Dead group before.
-                    None if version >= 6 => DescribedGroup::default()
-                        .with_group_id(id.clone())
-                        .with_error_code(ResponseError::GroupIdNotFound.code())
-                        .with_error_message(Some(text(format!("Group {} not found.", id.0))))
-                        .with_group_state(text("Dead"))
-                        .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
-                    None => DescribedGroup::default()
                         .with_group_id(id)
-                        .with_group_state(text("Dead"))
-                        .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                        .with_group_state(text("Empty"))
+                        .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
                 }
-            })
-            .collect();
+                // Kafka 4 answers GROUP_ID_NOT_FOUND from v6, and a Dead group before.
+                None if version >= 6 => DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(text(format!("Group {} not found.", id.0))))
+                    .with_group_state(text("Dead"))
+                    .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                None => DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_group_state(text("Dead"))
+                    .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+            }
+        })
+        .collect();
     DescribeGroupsResponse::default().with_groups(groups)
 }
 

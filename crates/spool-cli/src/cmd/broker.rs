@@ -34,6 +34,14 @@ pub struct Args {
     /// (group.initial.rebalance.delay.ms).
     #[arg(long, default_value_t = 3000)]
     group_initial_rebalance_delay_ms: i32,
+    /// How long a consumer-protocol (KIP-848) group member lives without a heartbeat
+    /// (group.consumer.session.timeout.ms).
+    #[arg(long, default_value_t = 45_000, value_parser = clap::value_parser!(i32).range(1..))]
+    group_consumer_session_timeout_ms: i32,
+    /// The heartbeat interval given to consumer-protocol (KIP-848) group members; must be less
+    /// than the session timeout (group.consumer.heartbeat.interval.ms).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i32).range(1..))]
+    group_consumer_heartbeat_interval_ms: i32,
 }
 
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
@@ -44,6 +52,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.max_request_bytes = args.max_request_bytes;
     config.max_connections = args.max_connections;
     config.group.initial_rebalance_delay_ms = args.group_initial_rebalance_delay_ms;
+    config.group.consumer_session_timeout_ms = args.group_consumer_session_timeout_ms;
+    config.group.consumer_heartbeat_interval_ms = args.group_consumer_heartbeat_interval_ms;
     if let Some(adv) = &args.advertised {
         let (host, port) = adv
             .rsplit_once(':')

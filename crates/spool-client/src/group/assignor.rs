@@ -48,6 +48,18 @@ pub struct MemberSubscription {
 /// The result of an assignment: member id -> assigned (topic, partition) pairs.
 pub type GroupAssignment = BTreeMap<String, Vec<(String, i32)>>;
 
+/// What this member was last assigned and in which generation (what Java's assignors learn in
+/// `onAssignment`). Eager members give their partitions up before rejoining, so the
+/// subscription's owned partitions are empty for them; assignors that need the previous
+/// assignment (`sticky`) carry it in their user data instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousAssignment<'a> {
+    /// Generation the assignment was received in.
+    pub generation: i32,
+    /// The assigned partitions.
+    pub partitions: &'a [(String, i32)],
+}
+
 /// A partition assignment strategy (`partition.assignment.strategy`).
 pub trait Assignor: Send + Sync + fmt::Debug {
     /// Protocol name sent in JoinGroup; must match other clients' name for the same algorithm.
@@ -68,8 +80,9 @@ pub trait Assignor: Send + Sync + fmt::Debug {
         false
     }
 
-    /// User data to put in this member's subscription for this assignor.
-    fn user_data(&self, _generation: i32) -> Option<Bytes> {
+    /// User data to put in this member's subscription for this assignor; `previous` is `None`
+    /// until the member has been assigned once.
+    fn user_data(&self, _previous: Option<PreviousAssignment<'_>>) -> Option<Bytes> {
         None
     }
 }
@@ -202,9 +215,11 @@ impl Assignor for CooperativeStickyAssignor {
         true
     }
 
-    /// Java's `CooperativeStickyAssignor` user data: the generation as an `i32` (read by members
-    /// whose subscriptions predate the generation field).
-    fn user_data(&self, generation: i32) -> Option<Bytes> {
+    /// Java's `CooperativeStickyAssignor` user data: the generation of the last assignment as an
+    /// `i32`, -1 before the first (read by leaders whose subscriptions predate the generation
+    /// field).
+    fn user_data(&self, previous: Option<PreviousAssignment<'_>>) -> Option<Bytes> {
+        let generation = previous.map_or(-1, |p| p.generation);
         Some(Bytes::copy_from_slice(&generation.to_be_bytes()))
     }
 
@@ -215,92 +230,11 @@ impl Assignor for CooperativeStickyAssignor {
     ) -> GroupAssignment {
         let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
         sorted.sort_by(|a, b| member_order(a, b));
-        let subscribes = |m: &MemberSubscription, topic: &str| m.topics.iter().any(|t| t == topic);
-        // Every partition of a subscribed, existing topic.
-        let mut all: Vec<(String, i32)> = Vec::new();
-        for (topic, &count) in partitions_per_topic {
-            if sorted.iter().any(|m| subscribes(m, topic)) {
-                all.extend((0..count.max(0)).map(|p| (topic.clone(), p)));
-            }
-        }
-        // Previous owners: the highest generation's claim wins; equal conflicting claims void.
-        let mut claims: BTreeMap<(String, i32), (i32, Option<usize>)> = BTreeMap::new();
-        for (i, m) in sorted.iter().enumerate() {
-            let generation = member_generation(m);
-            for tp in &m.owned_partitions {
-                let valid = partitions_per_topic
-                    .get(&tp.0)
-                    .is_some_and(|&n| tp.1 >= 0 && tp.1 < n)
-                    && subscribes(m, &tp.0);
-                if !valid {
-                    continue;
-                }
-                match claims.get(tp) {
-                    Some((g, _)) if *g > generation => {}
-                    Some((g, _)) if *g == generation => {
-                        claims.insert(tp.clone(), (generation, None));
-                    }
-                    _ => {
-                        claims.insert(tp.clone(), (generation, Some(i)));
-                    }
-                }
-            }
-        }
-        let previous: BTreeMap<(String, i32), usize> = claims
-            .into_iter()
-            .filter_map(|(tp, (_, owner))| owner.map(|o| (tp, o)))
+        let claims: Vec<Claim> = sorted
+            .iter()
+            .map(|m| (member_generation(m), m.owned_partitions.clone()))
             .collect();
-        // Start from the previous ownership, then hand out the rest to the least loaded.
-        let mut owner: BTreeMap<(String, i32), usize> = BTreeMap::new();
-        let mut load = vec![0usize; sorted.len()];
-        for tp in &all {
-            if let Some(&o) = previous.get(tp) {
-                owner.insert(tp.clone(), o);
-                load[o] += 1;
-            }
-        }
-        for tp in &all {
-            if owner.contains_key(tp) {
-                continue;
-            }
-            let best = (0..sorted.len())
-                .filter(|&i| subscribes(sorted[i], &tp.0))
-                .min_by_key(|&i| (load[i], i));
-            if let Some(i) = best {
-                owner.insert(tp.clone(), i);
-                load[i] += 1;
-            }
-        }
-        // Balance: move partitions from a member to an eligible one with at least two fewer,
-        // preferring the most loaded donor, until no such move exists.
-        loop {
-            let mut moved = false;
-            let mut donors: Vec<usize> = (0..sorted.len()).collect();
-            donors.sort_by_key(|&i| (std::cmp::Reverse(load[i]), i));
-            'donors: for d in donors {
-                let mine: Vec<(String, i32)> = owner
-                    .iter()
-                    .filter(|(_, &o)| o == d)
-                    .map(|(tp, _)| tp.clone())
-                    .rev()
-                    .collect();
-                for tp in mine {
-                    let taker = (0..sorted.len())
-                        .filter(|&i| subscribes(sorted[i], &tp.0) && load[i] + 1 < load[d])
-                        .min_by_key(|&i| (load[i], i));
-                    if let Some(t) = taker {
-                        owner.insert(tp, t);
-                        load[d] -= 1;
-                        load[t] += 1;
-                        moved = true;
-                        break 'donors;
-                    }
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
+        let (owner, previous) = sticky_owners(partitions_per_topic, &sorted, &claims);
         let mut out = empty_assignment(members);
         for (tp, o) in owner {
             // Cooperative: a partition moving away from a live previous owner is only revoked
@@ -314,6 +248,137 @@ impl Assignor for CooperativeStickyAssignor {
     }
 }
 
+/// Java's `StickyAssignor` (`sticky`): the eager counterpart of `cooperative-sticky`. Balanced
+/// (counts differ by at most one when every member subscribes to the same topics) and keeps
+/// partitions with their previous owners where balance allows; partitions move in one
+/// rebalance, which is safe because eager members give everything up before rejoining.
+///
+/// Since eager members own nothing while they rejoin, the previous assignment travels in the
+/// user data (Java's `StickyAssignorUserData`, see [`encode_sticky_user_data`]), not in the
+/// subscription's owned partitions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StickyAssignor;
+
+impl Assignor for StickyAssignor {
+    fn name(&self) -> &str {
+        "sticky"
+    }
+
+    /// The previous assignment and its generation; nothing before the first assignment, as in
+    /// Java.
+    fn user_data(&self, previous: Option<PreviousAssignment<'_>>) -> Option<Bytes> {
+        previous.map(|p| encode_sticky_user_data(p.partitions, Some(p.generation)))
+    }
+
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
+        let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
+        sorted.sort_by(|a, b| member_order(a, b));
+        // Like Java, only the user data counts (owned partitions are empty for eager members);
+        // unreadable or missing user data is no previous assignment, and a v0 blob (no
+        // generation) claims with the lowest generation.
+        let claims: Vec<Claim> = sorted
+            .iter()
+            .map(|m| {
+                m.user_data
+                    .as_ref()
+                    .and_then(|d| decode_sticky_user_data(d))
+                    .map(|d| (d.generation.unwrap_or(-1), d.partitions))
+                    .unwrap_or((-1, Vec::new()))
+            })
+            .collect();
+        let (owner, _) = sticky_owners(partitions_per_topic, &sorted, &claims);
+        let mut out = empty_assignment(members);
+        for (tp, o) in owner {
+            out.entry(sorted[o].member_id.clone()).or_default().push(tp);
+        }
+        out
+    }
+}
+
+/// Encodes Java's `StickyAssignorUserData` v1 (no version prefix, classic non-flexible types):
+/// `i32` topic count, then per topic an `i16`-length name, an `i32` partition count and the
+/// `i32` partitions; then the `i32` generation. Without a generation it is the v0 layout (the
+/// array alone).
+pub fn encode_sticky_user_data(partitions: &[(String, i32)], generation: Option<i32>) -> Bytes {
+    let by_topic = group_by_topic(partitions);
+    let mut buf = BytesMut::new();
+    buf.put_i32(by_topic.len() as i32);
+    for (topic, ps) in by_topic {
+        // Topic names are at most 249 bytes, so the i16 length cannot overflow.
+        buf.put_i16(topic.len() as i16);
+        buf.put_slice(topic.as_bytes());
+        buf.put_i32(ps.len() as i32);
+        for p in ps {
+            buf.put_i32(p);
+        }
+    }
+    if let Some(g) = generation {
+        buf.put_i32(g);
+    }
+    buf.freeze()
+}
+
+/// Decodes `StickyAssignorUserData` written by any client: v1 (with generation) if the bytes
+/// hold it, else v0, as Java tries them. `None` when neither reads: the member is treated as
+/// having no previous assignment. Every count is checked against the bytes left before anything
+/// is allocated from it.
+pub fn decode_sticky_user_data(data: &[u8]) -> Option<StickyUserData> {
+    let mut buf = data;
+    let count = take_i32(&mut buf)?;
+    // Each topic entry needs at least 6 bytes (name length and partition count).
+    if count < 0 || count as usize > buf.len() / 6 {
+        return None;
+    }
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let len = take_i16(&mut buf)?;
+        if len < 0 || len as usize > buf.len() {
+            return None;
+        }
+        let (name, rest) = buf.split_at(len as usize);
+        let topic = std::str::from_utf8(name).ok()?.to_string();
+        buf = rest;
+        let n = take_i32(&mut buf)?;
+        if n < 0 || n as usize > buf.len() / 4 {
+            return None;
+        }
+        for _ in 0..n {
+            out.push((topic.clone(), take_i32(&mut buf)?));
+        }
+    }
+    // Trailing bytes beyond the generation are ignored, as Java's schema reader does.
+    let generation = take_i32(&mut buf);
+    Some(StickyUserData {
+        partitions: out,
+        generation,
+    })
+}
+
+/// A decoded `StickyAssignorUserData`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyUserData {
+    /// The member's previous assignment.
+    pub partitions: Vec<(String, i32)>,
+    /// Its generation; absent in v0.
+    pub generation: Option<i32>,
+}
+
+fn take_i32(buf: &mut &[u8]) -> Option<i32> {
+    let (head, rest) = buf.split_first_chunk::<4>()?;
+    *buf = rest;
+    Some(i32::from_be_bytes(*head))
+}
+
+fn take_i16(buf: &mut &[u8]) -> Option<i16> {
+    let (head, rest) = buf.split_first_chunk::<2>()?;
+    *buf = rest;
+    Some(i16::from_be_bytes(*head))
+}
+
 /// A member's generation: the subscription field (v2+), else Java's user data (an `i32`).
 fn member_generation(m: &MemberSubscription) -> i32 {
     if m.generation_id >= 0 {
@@ -323,6 +388,113 @@ fn member_generation(m: &MemberSubscription) -> i32 {
         Some(d) if d.len() >= 4 => i32::from_be_bytes([d[0], d[1], d[2], d[3]]),
         _ => -1,
     }
+}
+
+/// A member's claim on its previous assignment: (generation, partitions).
+type Claim = (i32, Vec<(String, i32)>);
+
+/// Partition -> index into `sorted`.
+type Owners = BTreeMap<(String, i32), usize>;
+
+/// The balancing shared by `sticky` and `cooperative-sticky`: returns the new owner of every
+/// partition of a subscribed topic, and the valid previous owners. A claim counts only while
+/// the topic exists and the member still subscribes to it; of conflicting claims the highest
+/// generation wins and equal generations void each other (Java's `AbstractStickyAssignor`).
+/// Previous owners keep their partitions, the rest go to the least loaded, then partitions move
+/// from a member to one with at least two fewer until no such move exists, so counts differ by
+/// at most one when all members subscribe to the same topics.
+fn sticky_owners(
+    partitions_per_topic: &BTreeMap<String, i32>,
+    sorted: &[&MemberSubscription],
+    claims: &[Claim],
+) -> (Owners, Owners) {
+    let subscribes = |m: &MemberSubscription, topic: &str| m.topics.iter().any(|t| t == topic);
+    // Every partition of a subscribed, existing topic.
+    let mut all: Vec<(String, i32)> = Vec::new();
+    for (topic, &count) in partitions_per_topic {
+        if sorted.iter().any(|m| subscribes(m, topic)) {
+            all.extend((0..count.max(0)).map(|p| (topic.clone(), p)));
+        }
+    }
+    // Previous owners: the highest generation's claim wins; equal conflicting claims void.
+    let mut best: BTreeMap<(String, i32), (i32, Option<usize>)> = BTreeMap::new();
+    for (i, (m, (generation, owned))) in sorted.iter().zip(claims).enumerate() {
+        let generation = *generation;
+        for tp in owned {
+            let valid = partitions_per_topic
+                .get(&tp.0)
+                .is_some_and(|&n| tp.1 >= 0 && tp.1 < n)
+                && subscribes(m, &tp.0);
+            if !valid {
+                continue;
+            }
+            match best.get(tp) {
+                Some((g, _)) if *g > generation => {}
+                Some((g, _)) if *g == generation => {
+                    best.insert(tp.clone(), (generation, None));
+                }
+                _ => {
+                    best.insert(tp.clone(), (generation, Some(i)));
+                }
+            }
+        }
+    }
+    let previous: Owners = best
+        .into_iter()
+        .filter_map(|(tp, (_, owner))| owner.map(|o| (tp, o)))
+        .collect();
+    // Start from the previous ownership, then hand out the rest to the least loaded.
+    let mut owner: BTreeMap<(String, i32), usize> = BTreeMap::new();
+    let mut load = vec![0usize; sorted.len()];
+    for tp in &all {
+        if let Some(&o) = previous.get(tp) {
+            owner.insert(tp.clone(), o);
+            load[o] += 1;
+        }
+    }
+    for tp in &all {
+        if owner.contains_key(tp) {
+            continue;
+        }
+        let least = (0..sorted.len())
+            .filter(|&i| subscribes(sorted[i], &tp.0))
+            .min_by_key(|&i| (load[i], i));
+        if let Some(i) = least {
+            owner.insert(tp.clone(), i);
+            load[i] += 1;
+        }
+    }
+    // Balance: move partitions from a member to an eligible one with at least two fewer,
+    // preferring the most loaded donor, until no such move exists.
+    loop {
+        let mut moved = false;
+        let mut donors: Vec<usize> = (0..sorted.len()).collect();
+        donors.sort_by_key(|&i| (std::cmp::Reverse(load[i]), i));
+        'donors: for d in donors {
+            let mine: Vec<(String, i32)> = owner
+                .iter()
+                .filter(|(_, &o)| o == d)
+                .map(|(tp, _)| tp.clone())
+                .rev()
+                .collect();
+            for tp in mine {
+                let taker = (0..sorted.len())
+                    .filter(|&i| subscribes(sorted[i], &tp.0) && load[i] + 1 < load[d])
+                    .min_by_key(|&i| (load[i], i));
+                if let Some(t) = taker {
+                    owner.insert(tp, t);
+                    load[d] -= 1;
+                    load[t] += 1;
+                    moved = true;
+                    break 'donors;
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    (owner, previous)
 }
 
 fn group_by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>> {
@@ -701,7 +873,10 @@ mod tests {
         assert_eq!(r["a"], tps(&[("t", 1)]));
         // generation from Java's user data when the field is absent
         let mut m = member("x", &["t"]);
-        m.user_data = CooperativeStickyAssignor.user_data(5);
+        m.user_data = CooperativeStickyAssignor.user_data(Some(PreviousAssignment {
+            generation: 5,
+            partitions: &[],
+        }));
         assert_eq!(member_generation(&m), 5);
     }
 
@@ -714,5 +889,211 @@ mod tests {
         assert_eq!(r["a"].len(), 3);
         assert_eq!(r["b"].len(), 3);
         assert!(r["a"].iter().all(|(t, _)| t == "t"));
+    }
+    fn sticky(
+        id: &str,
+        topics: &[&str],
+        owned: &[(&str, i32)],
+        generation: i32,
+    ) -> MemberSubscription {
+        MemberSubscription {
+            user_data: StickyAssignor.user_data(Some(PreviousAssignment {
+                generation,
+                partitions: &tps(owned),
+            })),
+            ..member(id, topics)
+        }
+    }
+
+    #[test]
+    fn sticky_user_data_is_kafkas_sticky_assignor_user_data_v1() {
+        // STICKY_ASSIGNOR_USER_DATA_V1 in Kafka's StickyAssignor.java: ArrayOf(TOPIC_ASSIGNMENT
+        // {topic STRING, partitions ArrayOf(INT32)}) then generation INT32; classic types, no
+        // version prefix.
+        let expected: &[u8] = &[
+            0, 0, 0, 2, // two topics
+            0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2, // "t": [0, 2]
+            0, 2, b'u', b'v', 0, 0, 0, 1, 0, 0, 0, 1, // "uv": [1]
+            0, 0, 0, 5, // generation
+        ];
+        let owned = tps(&[("t", 0), ("uv", 1), ("t", 2)]);
+        let b = StickyAssignor
+            .user_data(Some(PreviousAssignment {
+                generation: 5,
+                partitions: &owned,
+            }))
+            .unwrap();
+        assert_eq!(&b[..], expected);
+        assert_eq!(
+            decode_sticky_user_data(expected),
+            Some(StickyUserData {
+                partitions: tps(&[("t", 0), ("t", 2), ("uv", 1)]),
+                generation: Some(5)
+            })
+        );
+        // v0 (older Java): the array alone, no generation.
+        assert_eq!(
+            decode_sticky_user_data(&expected[..expected.len() - 4]),
+            Some(StickyUserData {
+                partitions: tps(&[("t", 0), ("t", 2), ("uv", 1)]),
+                generation: None
+            })
+        );
+        assert_eq!(
+            &encode_sticky_user_data(&owned, None)[..],
+            &expected[..expected.len() - 4]
+        );
+        // Nothing before the first assignment, as Java sends null user data.
+        assert!(StickyAssignor.user_data(None).is_none());
+    }
+
+    #[test]
+    fn sticky_user_data_from_other_clients_is_read_defensively() {
+        for bad in [
+            &[][..],
+            &[0, 0, 0][..],
+            &[0xff, 0xff, 0xff, 0xff][..],             // negative count
+            &[0x7f, 0xff, 0xff, 0xff, 0, 1][..],       // count the bytes cannot back
+            &[0, 0, 0, 1, 0, 5, b'a'][..],             // name longer than the bytes
+            &[0, 0, 0, 1, 0xff, 0xfe, 0, 0, 0, 0][..], // negative name length
+            &[0, 0, 0, 1, 0, 1, b'a', 0x7f, 0, 0, 0][..], // huge partition count
+            &[0, 0, 0, 1, 0, 1, 0xff, 0, 0, 0, 0][..], // name not UTF-8
+        ] {
+            assert_eq!(decode_sticky_user_data(bad), None, "{bad:?}");
+        }
+        // Garbage user data counts as no previous assignment; the assignment still happens.
+        let mut junk = member("a", &["t"]);
+        junk.user_data = Some(Bytes::from_static(&[0xde, 0xad, 0xbe, 0xef, 1]));
+        let a = StickyAssignor.assign(&counts(&[("t", 2)]), &[junk, member("b", &["t"])]);
+        assert_eq!(a["a"].len() + a["b"].len(), 2);
+        assert_eq!(a["a"].len(), 1);
+    }
+
+    fn assert_balanced(a: &GroupAssignment, total: usize) {
+        let lens: Vec<usize> = a.values().map(Vec::len).collect();
+        let (min, max) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
+        assert!(max - min <= 1, "unbalanced: {a:?}");
+        let all: BTreeSet<&(String, i32)> = a.values().flatten().collect();
+        assert_eq!(all.len(), total, "every partition once: {a:?}");
+        assert_eq!(lens.iter().sum::<usize>(), total);
+    }
+
+    #[test]
+    fn sticky_is_balanced_for_equal_subscriptions() {
+        for members in 1..=5usize {
+            for (t1, t2) in [(1, 0), (3, 4), (7, 2), (10, 10)] {
+                let ms: Vec<MemberSubscription> = (0..members)
+                    .map(|i| member(&format!("m{i}"), &["t1", "t2"]))
+                    .collect();
+                let c = counts(&[("t1", t1), ("t2", t2)]);
+                let a = StickyAssignor.assign(&c, &ms);
+                assert_balanced(&a, (t1 + t2) as usize);
+                // A lopsided previous assignment is rebalanced too.
+                let all: Vec<(String, i32)> = a.values().flatten().cloned().collect();
+                let mut skewed = ms.clone();
+                skewed[0].user_data = Some(encode_sticky_user_data(&all, Some(3)));
+                let b = StickyAssignor.assign(&c, &skewed);
+                assert_balanced(&b, (t1 + t2) as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn sticky_keeps_partitions_across_leave_and_join() {
+        let c = counts(&[("t", 6)]);
+        // Three members own two each; b leaves: a and c keep theirs and split b's.
+        let r = StickyAssignor.assign(
+            &c,
+            &[
+                sticky("a", &["t"], &[("t", 0), ("t", 3)], 4),
+                sticky("c", &["t"], &[("t", 2), ("t", 5)], 4),
+            ],
+        );
+        assert_eq!(r["a"].len(), 3);
+        assert_eq!(r["c"].len(), 3);
+        assert!(r["a"].contains(&("t".into(), 0)) && r["a"].contains(&("t".into(), 3)));
+        assert!(r["c"].contains(&("t".into(), 2)) && r["c"].contains(&("t".into(), 5)));
+        // b joins again (no user data): each of a and c gives up exactly one, nothing else
+        // moves, and b's partitions move in this same (eager) rebalance.
+        let owned =
+            |id: &str| -> Vec<(&str, i32)> { r[id].iter().map(|(_, p)| ("t", *p)).collect() };
+        let r2 = StickyAssignor.assign(
+            &c,
+            &[
+                sticky("a", &["t"], &owned("a"), 5),
+                member("b", &["t"]),
+                sticky("c", &["t"], &owned("c"), 5),
+            ],
+        );
+        assert_balanced(&r2, 6);
+        assert_eq!(r2["b"].len(), 2);
+        for id in ["a", "c"] {
+            assert!(
+                r2[id].iter().all(|tp| r[id].contains(tp)),
+                "{id} only loses: {r2:?}"
+            );
+        }
+        // Unlike range/roundrobin, a fresh member order does not reshuffle: same input, same
+        // owners.
+        let r3 = StickyAssignor.assign(
+            &c,
+            &[
+                sticky("c", &["t"], &tps_ref(&r2["c"]), 6),
+                sticky("b", &["t"], &tps_ref(&r2["b"]), 6),
+                sticky("a", &["t"], &tps_ref(&r2["a"]), 6),
+            ],
+        );
+        assert_eq!(r3, r2);
+    }
+
+    fn tps_ref(v: &[(String, i32)]) -> Vec<(&str, i32)> {
+        v.iter().map(|(t, p)| (t.as_str(), *p)).collect()
+    }
+
+    #[test]
+    fn sticky_generation_conflicts_resolve_like_java() {
+        let c = counts(&[("t", 4)]);
+        // a's claim on t-0 and t-1 is from generation 2; b claims t-0 from generation 3 (a
+        // missed a rebalance): b keeps t-0, a keeps the unclaimed t-1.
+        let r = StickyAssignor.assign(
+            &c,
+            &[
+                sticky("a", &["t"], &[("t", 0), ("t", 1)], 2),
+                sticky("b", &["t"], &[("t", 0), ("t", 2)], 3),
+            ],
+        );
+        assert!(r["b"].contains(&("t".into(), 0)) && r["b"].contains(&("t".into(), 2)));
+        assert!(r["a"].contains(&("t".into(), 1)));
+        assert_balanced(&r, 4);
+        // Same generation: neither claim counts, the partition is assigned afresh; the other
+        // claims stand.
+        let r = StickyAssignor.assign(
+            &c,
+            &[
+                sticky("a", &["t"], &[("t", 0), ("t", 1)], 3),
+                sticky("b", &["t"], &[("t", 0), ("t", 2)], 3),
+            ],
+        );
+        assert!(r["a"].contains(&("t".into(), 1)));
+        assert!(r["b"].contains(&("t".into(), 2)));
+        assert_balanced(&r, 4);
+        // A v0 claim (no generation) loses to any generation.
+        let mut old = member("a", &["t"]);
+        old.user_data = Some(encode_sticky_user_data(&tps(&[("t", 0)]), None));
+        let r = StickyAssignor.assign(&c, &[old, sticky("b", &["t"], &[("t", 0)], 0)]);
+        assert!(r["b"].contains(&("t".into(), 0)));
+    }
+
+    #[test]
+    fn sticky_drops_claims_on_unsubscribed_or_missing_partitions() {
+        let r = StickyAssignor.assign(
+            &counts(&[("t", 2)]),
+            &[
+                sticky("a", &["t"], &[("u", 0), ("t", 7), ("t", 1)], 1),
+                member("b", &["t"]),
+            ],
+        );
+        assert_eq!(r["a"], tps(&[("t", 1)]));
+        assert_eq!(r["b"], tps(&[("t", 0)]));
     }
 }

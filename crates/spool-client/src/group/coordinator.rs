@@ -38,7 +38,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::assignor::{self, MemberSubscription};
+use super::assignor::{self, MemberSubscription, PreviousAssignment};
 use super::{GroupConfig, OffsetAndMetadata, RebalanceEvent, Subscription, Tp};
 use crate::cluster::{Client, ConnectionPool};
 use crate::connection::Connection;
@@ -158,6 +158,9 @@ pub(crate) struct Membership {
     /// Set when the group was left because the application stopped polling; the member rejoins
     /// once it polls again.
     poll_expired_at: Option<Instant>,
+    /// The last assignment received and its generation (Java's assignors keep it from
+    /// `onAssignment`); kept after partitions are revoked, for `sticky`'s user data.
+    last_assigned: Option<(i32, Vec<Tp>)>,
     /// Leader only: partition counts the assignment was computed from.
     assigned_from: Option<BTreeMap<String, i32>>,
     last_committed: HashMap<Tp, i64>,
@@ -189,6 +192,7 @@ impl Membership {
             follow_up: false,
             poll_expired_at: None,
             assigned_from: None,
+            last_assigned: None,
             last_committed: HashMap::new(),
             retry_at: None,
             attempt: 0,
@@ -351,7 +355,7 @@ impl Membership {
     fn subscription_nonempty(&self) -> bool {
         match &self.subscription {
             Subscription::Topics(t) => !t.is_empty(),
-            Subscription::Matching(_) => true,
+            Subscription::Matching(_) | Subscription::Pattern(_) => true,
         }
     }
 
@@ -480,14 +484,14 @@ impl Membership {
     async fn resolve_topics(&mut self) -> Vec<String> {
         match &self.subscription {
             Subscription::Topics(t) => t.clone(),
-            Subscription::Matching(pred) => {
-                let pred = pred.clone();
+            Subscription::Matching(_) | Subscription::Pattern(_) => {
+                let sub = self.subscription.clone();
                 match self.client.refresh_all().await {
                     Ok(md) => {
                         let mut v: Vec<String> = md
                             .topics
                             .values()
-                            .filter(|t| !t.internal && pred(&t.name))
+                            .filter(|t| !t.internal && sub.matches(&t.name))
                             .map(|t| t.name.clone())
                             .collect();
                         v.sort();
@@ -521,7 +525,10 @@ impl Membership {
         if self.generation < 0 || self.rejoin {
             return;
         }
-        if matches!(self.subscription, Subscription::Matching(_)) {
+        if matches!(
+            self.subscription,
+            Subscription::Matching(_) | Subscription::Pattern(_)
+        ) {
             let topics = self.resolve_topics().await;
             if topics != self.topics {
                 tracing::info!(group = %self.config.group_id, ?topics, "subscribed topics changed; rejoining");
@@ -777,7 +784,12 @@ impl Membership {
                 &owned,
                 self.generation,
                 None,
-                a.user_data(self.generation),
+                a.user_data(self.last_assigned.as_ref().map(|(generation, partitions)| {
+                    PreviousAssignment {
+                        generation: *generation,
+                        partitions,
+                    }
+                })),
             )?;
             protocols.push(
                 JoinGroupRequestProtocol::default()
@@ -886,6 +898,7 @@ impl Membership {
             return Ok(JoinOutcome::Backoff(e));
         }
         let mine = assignor::decode_assignment(resp.assignment)?;
+        self.last_assigned = Some((generation, mine.clone()));
         self.generation = generation;
         self.protocol = Some(protocol);
         self.next_heartbeat = Instant::now() + self.config.heartbeat_interval;

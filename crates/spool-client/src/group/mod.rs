@@ -50,7 +50,8 @@ use crate::consumer::{Consumer, ConsumerRecord, Offset};
 use crate::error::{Error, Result};
 
 pub use assignor::{
-    Assignor, CooperativeStickyAssignor, MemberSubscription, RangeAssignor, RoundRobinAssignor,
+    Assignor, CooperativeStickyAssignor, MemberSubscription, PreviousAssignment, RangeAssignor,
+    RoundRobinAssignor, StickyAssignor,
 };
 use coordinator::{Command, Membership, Shared};
 
@@ -104,6 +105,30 @@ pub enum Subscription {
     /// `min(metadata_max_age, 30 s)`; a change triggers a rebalance (Java's pattern
     /// subscription).
     Matching(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+    /// Every (non-internal) topic whose whole name the regular expression matches (Java's
+    /// `subscribe(Pattern)`: `Matcher.matches()`, so the pattern is anchored at both ends),
+    /// re-evaluated like [`Subscription::Matching`].
+    Pattern(regex::Regex),
+}
+
+impl Subscription {
+    /// A pattern subscription; the pattern must match a topic's whole name.
+    pub fn pattern(pattern: &str) -> Result<Subscription> {
+        // Anchoring here, not by the caller, gives Java's full-match semantics to patterns like
+        // `orders-.*` that would otherwise match `old-orders-1` too.
+        regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map(Subscription::Pattern)
+            .map_err(|e| Error::Config(format!("invalid topic pattern {pattern:?}: {e}")))
+    }
+
+    /// True when the subscription covers `topic` (a listed topic, or a match).
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            Subscription::Topics(t) => t.iter().any(|x| x == topic),
+            Subscription::Matching(pred) => pred(topic),
+            Subscription::Pattern(re) => re.is_match(topic),
+        }
+    }
 }
 
 impl fmt::Debug for Subscription {
@@ -111,6 +136,7 @@ impl fmt::Debug for Subscription {
         match self {
             Subscription::Topics(t) => f.debug_tuple("Topics").field(t).finish(),
             Subscription::Matching(_) => f.write_str("Matching(..)"),
+            Subscription::Pattern(re) => f.debug_tuple("Pattern").field(&re.as_str()).finish(),
         }
     }
 }
@@ -387,6 +413,15 @@ impl GroupConsumer {
         let _ = self
             .handle
             .send(Command::Subscribe(Subscription::Topics(t)));
+    }
+
+    /// Subscribes to every topic whose whole name matches the regular expression `pattern`
+    /// (see [`Subscription::Pattern`]); topics created later that match are picked up within
+    /// `min(metadata_max_age, 30 s)` and trigger a rebalance.
+    pub fn subscribe_pattern(&mut self, pattern: &str) -> Result<()> {
+        let sub = Subscription::pattern(pattern)?;
+        let _ = self.handle.send(Command::Subscribe(sub));
+        Ok(())
     }
 
     /// Subscribes to every topic whose name `matches` accepts (see [`Subscription::Matching`]).

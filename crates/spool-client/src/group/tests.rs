@@ -628,6 +628,26 @@ async fn pattern_subscription_resolves_matching_topics() {
 }
 
 #[tokio::test]
+async fn regex_subscription_matches_whole_topic_names() {
+    let (addr, _state, task) = start().await;
+    let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
+    let mut c = client.group_consumer(test_config(Arc::default())).unwrap();
+    c.subscribe_pattern("t|u.*").unwrap();
+    eventually("assignment", || c.assignment() == all3()).await;
+    task.abort();
+    // Java's Matcher.matches(): the whole name, whatever anchors the pattern has.
+    let p = Subscription::pattern("orders-.*").unwrap();
+    assert!(p.matches("orders-1"));
+    assert!(!p.matches("old-orders-1"));
+    let p = Subscription::pattern("^a|b$").unwrap();
+    assert!(p.matches("a") && p.matches("b") && !p.matches("ab") && !p.matches("xb"));
+    assert!(matches!(
+        Subscription::pattern("(unclosed"),
+        Err(Error::Config(_))
+    ));
+}
+
+#[tokio::test]
 async fn cooperative_member_keeps_partitions_and_revokes_only_what_moves() {
     let (addr, state, task) = start().await;
     let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
