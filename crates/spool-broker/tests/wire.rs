@@ -442,6 +442,18 @@ async fn a_group_lives_joins_syncs_commits_and_is_deleted_over_the_wire() {
         coordinator.coordinators[0].port as u16,
         broker.addr().port()
     );
+    // No transactions here: a transaction coordinator lookup fails for good (clients retry
+    // COORDINATOR_NOT_AVAILABLE forever), with the code Kafka gives a client not allowed one.
+    let txn = call(
+        &mut s,
+        FindCoordinatorRequest::default()
+            .with_key_type(1)
+            .with_coordinator_keys(vec![StrBytes::from_static_str("tx")]),
+        4,
+    )
+    .await;
+    assert_eq!(txn.coordinators[0].error_code, 53);
+    assert_eq!(txn.coordinators[0].node_id.0, -1);
 
     let join = |member: StrBytes| {
         JoinGroupRequest::default()

@@ -37,6 +37,7 @@ use crate::server::now_ms;
 use crate::state::BrokerState;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 fn opt(s: Option<StrBytes>) -> Option<String> {
     s.map(|s| s.to_string())
@@ -61,6 +62,12 @@ pub(crate) fn find_coordinator(
             c.with_node_id(node)
                 .with_host(text(host.clone()))
                 .with_port(*port as i32)
+        } else if req.key_type == KEY_TYPE_TRANSACTION {
+            // Clients retry COORDINATOR_NOT_AVAILABLE until their timeout; this one is fatal
+            // at once, as InitProducerId with a transactional id already is here.
+            c.with_node_id(BrokerId(-1))
+                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                .with_error_message(Some(text("transactions are not supported by this broker")))
         } else {
             c.with_node_id(BrokerId(-1))
                 .with_error_code(ResponseError::CoordinatorNotAvailable.code())
