@@ -4,7 +4,7 @@ Used only to check the interop suite itself: every test should pass against real
 failure against spool is spool's. Not run by CI. Start it through ./kafka-as-spool (venv python);
 the jars come from Maven Central into .peers/kafka-ref/libs (see run-against-kafka.sh).
 
-Implements:  broker --listen 127.0.0.1:0 --data-dir DIR [--default-partitions N]
+Implements:  broker --listen 127.0.0.1:0 --data-dir DIR [--default-partitions N] [--group-initial-rebalance-delay-ms MS]
              topics create NAME --partitions N -b HOST:PORT
              produce TOPIC -b HOST:PORT            (stdin lines -> values)
              consume TOPIC -b HOST:PORT --from-beginning --count N   (values, one a line)
@@ -67,7 +67,10 @@ def broker(opts: argparse.Namespace) -> int:
                 "offsets.topic.replication.factor=1",
                 "transaction.state.log.replication.factor=1",
                 "transaction.state.log.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
+                f"group.initial.rebalance.delay.ms={opts.group_initial_rebalance_delay_ms}",
+                # A single node cannot host the share-group state topic's default 3 replicas.
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
                 "",
             ]
         )
@@ -159,6 +162,7 @@ def main() -> int:
     b.add_argument("--listen", required=True)
     b.add_argument("--data-dir", required=True)
     b.add_argument("--default-partitions", type=int, default=1)
+    b.add_argument("--group-initial-rebalance-delay-ms", type=int, default=0)
     t = sub.add_parser("topics")
     tsub = t.add_subparsers(dest="tcmd", required=True)
     tc = tsub.add_parser("create")
