@@ -96,10 +96,12 @@ def group_table(bootstrap: str, group: str) -> tuple[str, dict[int, tuple[str, s
 
 
 class Member:
-    """A `spool consume --group` process whose output lines are collected as they come."""
+    """A group member process (by default `spool consume --group`) whose output lines are collected as they come."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str, fmt: str = "%p %o %v"):
-        cmd = [str(spool_cli_bin()), "consume", topic, "--group", group, "--from-beginning", "-f", fmt, "-b", bootstrap]
+    def __init__(self, bootstrap: str, topic: str, group: str, fmt: str = "%p %o %v", cmd: list[str] | None = None):
+        cmd = cmd or [
+            str(spool_cli_bin()), "consume", topic, "--group", group, "--from-beginning", "-f", fmt, "-b", bootstrap
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -328,3 +330,58 @@ def test_demo_against_kafka(kafka_broker: SpoolBroker) -> None:
     assert {t for t, _ in received} == {"0", "1"}, f"both threads should receive: {out}"
     for t in ("0", "1"):
         assert f"Starting thread {t}" in out and f"Stopping thread {t}" in out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A group shared with Java's consumer
+# ----------------------------------------------------------------------------------------------------------------
+
+# Against spool every assignor both clients implement (whichever member leads runs it, the other reads its wire
+# format); against Kafka the clients' default list, as a user would run it.
+MIXED = [("spool", a) for a in ("range", "roundrobin", "sticky", "cooperative-sticky")] + [("kafka", None)]
+
+
+@pytest.mark.parametrize(
+    "target_name,assignor",
+    [
+        pytest.param(
+            t, a,
+            marks=pytest.mark.matrix(RUST, f"group shared with Java's consumer ({a or 'default assignors'})", target=t),
+            id=f"{a or 'default'}-{t}",
+        )
+        for t, a in MIXED
+    ],
+)
+def test_group_shared_with_java(target_name: str, assignor: str | None, on) -> None:
+    from test_java_clients import CLASSES, JAVA, LIBS
+
+    b = on(target_name).bootstrap
+    prefix = unique("mix")
+    topic, group = f"{prefix}-shared", f"{prefix}-g"
+    spool(b, "topics", "create", topic, "--partitions", "4")
+    member_args = ["--bootstrap", b, "--scenario", "group-member", "--prefix", prefix, "--count", "200"]
+    member_args += ["--assignor", assignor] if assignor else []
+    java = Member(b, topic, group, cmd=[*JAVA, "-cp", f"{CLASSES}:{LIBS}/*", "spool.interop.Peer", *member_args])
+    ours = Member(b, topic, group, cmd=[str(peer_bin()), *member_args])
+    try:
+        def stable_with_both() -> bool:
+            out = spool(b, "groups", "describe", group, ok=False)
+            return "State: Stable" in out and "Members: 2" in out and "Client: spool-interop-peer" in out
+
+        wait_until("a stable group of the Java and the Spool member", stable_with_both, timeout=60)
+        described = spool(b, "groups", "describe", group)
+        if assignor:
+            assert f"Protocol: {assignor}" in described, described
+        spool(b, "produce", topic, "-K", ":", input=("\n".join(f"k-{i}:{i}" for i in range(200)) + "\n").encode())
+        wait_until("200 records across both members", lambda: len(java.lines) + len(ours.lines) >= 200, timeout=60)
+        assert java.lines and ours.lines, f"one member read everything: java {len(java.lines)}, spool {len(ours.lines)}"
+        rows = [line.split() for line in java.lines + ours.lines]
+        positions = [(p, o) for p, o, _ in rows]
+        assert len(set(positions)) == len(positions), "a record was delivered to both members"
+        assert sorted(int(v) for _, _, v in rows) == list(range(200)), "records lost or duplicated"
+        java_parts = {p for p, _, _ in (line.split() for line in java.lines)}
+        our_parts = {p for p, _, _ in (line.split() for line in ours.lines)}
+        assert not java_parts & our_parts, f"both members read partitions {java_parts & our_parts}"
+    finally:
+        java.kill()
+        ours.kill()

@@ -5,8 +5,8 @@
 //! `spool-interop-peer --bootstrap HOST:PORT --scenario NAME --prefix PREFIX`
 //!
 //! Besides the matrix scenarios it has `group-member` (join `PREFIX-g`, read `--count` records
-//! of `PREFIX-shared`, print `PARTITION OFFSET VALUE` lines, commit after each poll), which the
-//! mixed-group test pairs with a Java consumer.
+//! of `PREFIX-shared`, print `PARTITION OFFSET VALUE` lines, commit after each poll; `--assignor`
+//! picks one), which the mixed-group test pairs with a Java consumer.
 
 mod scenarios;
 mod support;
@@ -33,6 +33,10 @@ struct Args {
     /// `group-member` only: records to read before leaving.
     #[arg(long, default_value_t = 0)]
     count: usize,
+    /// `group-member` only: the assignor, by its Java name (range, roundrobin, sticky,
+    /// cooperative-sticky); default: the client's list (range, cooperative-sticky).
+    #[arg(long)]
+    assignor: Option<String>,
 }
 
 #[tokio::main]
@@ -50,7 +54,9 @@ async fn main() -> ExitCode {
             "offsets-commit-fetch" => scenarios::offsets_commit_fetch(&ctx).await,
             "admin-topics" => scenarios::admin_topics(&ctx).await,
             "admin-groups" => scenarios::admin_groups(&ctx).await,
-            "group-member" => scenarios::group_member(&ctx, args.count).await,
+            "group-member" => {
+                scenarios::group_member(&ctx, args.count, args.assignor.as_deref()).await
+            }
             other => Err(anyhow::anyhow!("unknown scenario {other:?}")),
         }
     };

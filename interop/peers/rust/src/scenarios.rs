@@ -2,13 +2,15 @@
 //! an application would use it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use spool_client::{
-    Acks, AutoOffsetReset, Client, Compression, ConfigResource, ConsumerRecord, GroupConfig,
-    GroupConsumer, NewTopic, Offset, OffsetAndMetadata, OffsetSpec, ProducerConfig, ProducerRecord,
-    ResponseError,
+    Acks, Assignor, AutoOffsetReset, Client, Compression, ConfigResource, ConsumerRecord,
+    CooperativeStickyAssignor, GroupConfig, GroupConsumer, NewTopic, Offset, OffsetAndMetadata,
+    OffsetSpec, ProducerConfig, ProducerRecord, RangeAssignor, ResponseError, RoundRobinAssignor,
+    StickyAssignor,
 };
 
 use crate::support::{b, create_topic, read, show, wait_for_partitions, Ctx, Deadline};
@@ -529,11 +531,24 @@ pub async fn admin_groups(ctx: &Ctx) -> Result<()> {
 }
 
 /// Not a matrix scenario: a plain group member for the mixed-group test (see main.rs).
-pub async fn group_member(ctx: &Ctx, count: usize) -> Result<()> {
+pub async fn group_member(ctx: &Ctx, count: usize, assignor: Option<&str>) -> Result<()> {
     let client = ctx.client().await?;
     let topic = ctx.name("shared");
     let group = ctx.name("g");
-    let mut consumer = member(&client, &group, &topic)?;
+    let mut config = GroupConfig::new(&group).auto_offset_reset(AutoOffsetReset::Earliest);
+    config.auto_commit = false;
+    if let Some(name) = assignor {
+        let chosen: Arc<dyn Assignor> = match name {
+            "range" => Arc::new(RangeAssignor),
+            "roundrobin" => Arc::new(RoundRobinAssignor),
+            "sticky" => Arc::new(StickyAssignor),
+            "cooperative-sticky" => Arc::new(CooperativeStickyAssignor),
+            other => bail!("unknown assignor {other:?}"),
+        };
+        config.assignors = vec![chosen];
+    }
+    let mut consumer = client.group_consumer(config)?;
+    consumer.subscribe([topic.as_str()]);
     let mut seen = 0;
     // Longer than a scenario's usual wait: the other member decides when records arrive.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(80);
