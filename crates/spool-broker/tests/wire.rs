@@ -917,3 +917,44 @@ async fn kip_848_regex_member_gets_topics_created_after_it_joined() {
     assert!(err.contains("Group nobody not found."), "{err}");
     broker.shutdown().await.unwrap();
 }
+
+/// Metadata by topic id (v12+), as Java's consumer asks for the topics of a KIP-848
+/// assignment: the id with an empty (not null) name. Unknown ids are UNKNOWN_TOPIC_ID; ids
+/// before v12 are INVALID_REQUEST.
+#[tokio::test]
+async fn metadata_by_topic_id() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, TopicName};
+
+    let broker = EmbeddedBroker::start().await.unwrap();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    call(&mut s, topic_request("byid", 2, 1), 7).await;
+    let by_name = |name: &str| {
+        MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(name.into()))))]))
+    };
+    let id = call(&mut s, by_name("byid"), 12).await.topics[0].topic_id;
+    assert!(!id.is_nil());
+    let by_id = |id: uuid::Uuid| {
+        MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default()
+                .with_topic_id(id)
+                .with_name(Some(TopicName(StrBytes::default()))),
+            // Once ids are used, entries without one are ignored (as Kafka does).
+            MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::default()))),
+        ]))
+    };
+    let found = call(&mut s, by_id(id), 12).await;
+    assert_eq!(found.topics.len(), 1);
+    assert_eq!(found.topics[0].error_code, 0);
+    assert_eq!(found.topics[0].name.as_ref().unwrap().0.as_str(), "byid");
+    assert_eq!(found.topics[0].partitions.len(), 2);
+
+    let unknown = call(&mut s, by_id(uuid::Uuid::from_u128(7)), 13).await;
+    assert_eq!(unknown.topics[0].error_code, 100);
+    assert!(unknown.topics[0].name.is_none());
+
+    let too_old = call(&mut s, by_id(id), 11).await;
+    assert_eq!(too_old.topics[0].error_code, 42);
+    broker.shutdown().await.unwrap();
+}

@@ -29,26 +29,42 @@ pub(crate) fn handle(state: &BrokerState, req: MetadataRequest, version: i16) ->
             .map(|m| topic(state, m))
             .collect()
     } else {
-        req.topics
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| match t.name {
-                Some(name) => match find_or_create(state, &name.0, allow_create) {
-                    Ok(meta) => topic(state, &meta),
-                    Err(code) => failed(Some(name), uuid::Uuid::nil(), code),
-                },
-                // Topic ids in Metadata requests are valid from v12 only.
-                None if version < 12 => failed(
-                    Some(TopicName(text(""))),
-                    t.topic_id,
-                    ResponseError::InvalidRequest,
-                ),
-                None => match state.logs.topic_by_id(*t.topic_id.as_bytes()) {
+        let requested = req.topics.unwrap_or_default();
+        // As Kafka: once any entry carries a topic id (v12+), the ids alone say what is asked
+        // (Java's client sends id lookups with an empty name, not a null one); entries without
+        // an id are ignored then, and each id is answered once.
+        let mut ids: Vec<uuid::Uuid> = Vec::new();
+        for t in &requested {
+            if !t.topic_id.is_nil() && !ids.contains(&t.topic_id) {
+                ids.push(t.topic_id);
+            }
+        }
+        if !ids.is_empty() && version >= 12 {
+            ids.into_iter()
+                .map(|id| match state.logs.topic_by_id(*id.as_bytes()) {
                     Some(meta) => topic(state, &meta),
-                    None => failed(None, t.topic_id, ResponseError::UnknownTopicId),
-                },
-            })
-            .collect()
+                    None => failed(None, id, ResponseError::UnknownTopicId),
+                })
+                .collect()
+        } else {
+            requested
+                .into_iter()
+                .map(|t| {
+                    // Topic ids are valid from v12 only; a null name without an id names nothing.
+                    let name = match t.name {
+                        Some(name) if t.topic_id.is_nil() => name,
+                        name => {
+                            let name = name.or_else(|| Some(TopicName(text(""))));
+                            return failed(name, t.topic_id, ResponseError::InvalidRequest);
+                        }
+                    };
+                    match find_or_create(state, &name.0, allow_create) {
+                        Ok(meta) => topic(state, &meta),
+                        Err(code) => failed(Some(name), uuid::Uuid::nil(), code),
+                    }
+                })
+                .collect()
+        }
     };
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
