@@ -11,16 +11,27 @@ stage() {
     echo "=================================================================="
 }
 
-stage "1/4 cargo fmt --all -- --check"
+stage "1/5 cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-stage "2/4 cargo clippy --workspace --all-targets -- -D warnings"
+stage "2/5 cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-stage "3/4 cargo test --workspace"
+stage "3/5 cargo test --workspace"
 cargo test --workspace
 
-stage "4/4 interop suite (interop/run.sh)"
+stage "4/5 interop suite (interop/run.sh; rewrites COMPATIBILITY.md)"
 bash interop/run.sh
+
+stage "5/5 COMPATIBILITY.md matches this run"
+# The matrix is written by the interop run, never by hand: the committed one must be what this code produces.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    if ! git diff --exit-code -- COMPATIBILITY.md; then
+        echo "COMPATIBILITY.md differs from what this run measured (diff above): commit the regenerated file" >&2
+        exit 1
+    fi
+else
+    echo "not a git work tree: nothing to compare COMPATIBILITY.md with"
+fi
 
 stage "all stages passed"

@@ -92,7 +92,7 @@ command -v "$python" >/dev/null 2>&1 || die "$python not found"
 stamp="$venv/.requirements.sha256"
 want_sum="$(sha256sum "$req" | awk '{print $1}')"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_sum" ] \
-    && "$venv/bin/python" -c 'import confluent_kafka, pytest, pytest_timeout' 2>/dev/null; then
+    && "$venv/bin/python" -c 'import confluent_kafka, pytest, pytest_timeout, kafka, aiokafka, cramjam, lz4, snappy, zstandard' 2>/dev/null; then
     :
 else
     mkdir -p "$peers"
@@ -104,7 +104,7 @@ else
     log "pip install -r $req"
     "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req" >&2 \
         || die "pip install of the Python peers failed"
-    "$venv/bin/python" -c 'import confluent_kafka, pytest, pytest_timeout' \
+    "$venv/bin/python" -c 'import confluent_kafka, pytest, pytest_timeout, kafka, aiokafka, cramjam, lz4, snappy, zstandard' \
         || die "Python peers installed but cannot be imported"
     echo "$want_sum" > "$stamp"
 fi

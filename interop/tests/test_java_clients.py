@@ -22,7 +22,7 @@ LIBS = PEERS / "kafka-ref" / "libs"
 CLIENT = "kafka-clients (Java)"
 CLIENT_KIP848 = "kafka-clients (Java, group.protocol=consumer)"
 # Scenarios whose consumers join a group, run again with the KIP-848 protocol (ConsumerGroupHeartbeat).
-KIP848_SCENARIOS = ["group-rebalance", "offsets-commit-fetch"]
+KIP848_SCENARIOS = ["group-rebalance", "offsets-commit-fetch", "admin-groups"]
 
 # Small heap, serial GC, C1 only: the peer is short-lived and the machine is shared.
 JAVA = [
@@ -59,3 +59,21 @@ def test_java_client(java_peer, bootstrap, scenario):
 )
 def test_java_client_kip848(java_peer, bootstrap, scenario):
     matrix.run_peer([*java_peer, "--group-protocol", "consumer"], scenario, bootstrap, unique(f"java848-{scenario}"))
+
+
+@pytest.mark.matrix(CLIENT, "subscribe(Pattern), a matching topic created later")
+def test_java_regex_subscription(java_peer, bootstrap):
+    matrix.run_peer(java_peer, "regex-subscribe", bootstrap, unique("javarx"))
+
+
+@pytest.mark.matrix(CLIENT_KIP848, "subscribe(Pattern), a matching topic created later")
+def test_java_regex_subscription_kip848(java_peer, bootstrap):
+    matrix.run_peer([*java_peer, "--group-protocol", "consumer"], "regex-subscribe", bootstrap, unique("java848rx"))
+
+
+@pytest.mark.matrix(CLIENT_KIP848, "subscribe(SubscriptionPattern): a regex the broker resolves, topic created later")
+def test_java_broker_regex_kip848(java_peer, bootstrap):
+    matrix.run_peer(
+        [*java_peer, "--group-protocol", "consumer"], "regex-subscribe-broker", bootstrap, unique("java848brx")
+    )
+

@@ -68,11 +68,21 @@ final class Clients {
      * (every topic here is fresh, so "earliest" means "every record produced by this scenario").
      */
     KafkaConsumer<byte[], byte[]> groupConsumer(String group, String role) {
-        return consumer(group, role);
+        return consumer(group, role, Map.of());
+    }
+
+    /** Like groupConsumer, with extra consumer properties. */
+    KafkaConsumer<byte[], byte[]> groupConsumer(String group, String role, Map<String, String> extra) {
+        return consumer(group, role, extra);
     }
 
     private KafkaConsumer<byte[], byte[]> consumer(String group, String role) {
+        return consumer(group, role, Map.of());
+    }
+
+    private KafkaConsumer<byte[], byte[]> consumer(String group, String role, Map<String, String> extra) {
         Properties p = common("consumer-" + role);
+        p.putAll(extra);
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, String.valueOf(WAIT.toMillis()));

@@ -124,9 +124,10 @@ public final class Peer {
         if (o.scenario.equals("group-member") && o.count < 0) {
             throw new IllegalArgumentException("--scenario group-member needs --count N");
         }
-        if (!o.scenario.equals("group-member") && !Scenarios.NAMES.contains(o.scenario)) {
+        if (!o.scenario.equals("group-member") && !Scenarios.NAMES.contains(o.scenario)
+                && !Scenarios.EXTRAS.contains(o.scenario)) {
             throw new IllegalArgumentException("unknown scenario " + o.scenario + "; known: " + Scenarios.NAMES
-                    + " and group-member");
+                    + ", " + Scenarios.EXTRAS + " and group-member");
         }
         return o;
     }

@@ -59,6 +59,8 @@ final class Scenarios {
     static final List<String> NAMES = List.of("produce-codecs", "produce-headers-nulls", "produce-idempotent",
             "consume-offsets", "consume-timestamp", "group-rebalance", "offsets-commit-fetch", "admin-topics",
             "admin-groups");
+    /** Checks beyond the matrix's nine columns (they appear under "Further checks"). */
+    static final List<String> EXTRAS = List.of("regex-subscribe", "regex-subscribe-broker");
 
     private final Peer.Options opts;
     private final Clients clients;
@@ -79,6 +81,8 @@ final class Scenarios {
             case "offsets-commit-fetch" -> offsetsCommitFetch();
             case "admin-topics" -> adminTopics();
             case "admin-groups" -> adminGroups();
+            case "regex-subscribe" -> regexSubscribe(false);
+            case "regex-subscribe-broker" -> regexSubscribe(true);
             default -> throw new IllegalArgumentException("unknown scenario " + name);
         }
     }
@@ -632,6 +636,50 @@ final class Scenarios {
             await("deleteConsumerGroups", admin.deleteConsumerGroups(List.of(group)).all());
             Checks.waitFor(group + " to be gone from listGroups", WAIT, () -> listed(admin, group) == null);
             ok("deleted: no longer listed");
+        }
+    }
+
+    // ---- regex-subscribe (not a matrix column) ----------------------------------------------------------------------
+
+    /**
+     * A pattern subscription: the member reads the matching topic, not the other one, and picks up a matching topic
+     * created after it joined. With brokerSide=false it is subscribe(java.util.regex.Pattern), which the client
+     * resolves against metadata (refreshed every second here) under either group protocol; with brokerSide=true it is
+     * subscribe(SubscriptionPattern), a KIP-848 regex the broker resolves (group.protocol=consumer only).
+     */
+    private void regexSubscribe(boolean brokerSide) {
+        String a = name("rx-a");
+        String b = name("rx-b");
+        String other = name("other");
+        createTopics(a, 1);
+        createTopics(other, 1);
+        produceKeys(a, Map.of("ka", "va"));
+        produceKeys(other, Map.of("ko", "vo"));
+        Map<String, String> extra = Map.of("metadata.max.age.ms", "1000");
+        try (KafkaConsumer<byte[], byte[]> c = clients.groupConsumer(name("g"), "regex", extra)) {
+            if (brokerSide) {
+                // Topic names here are [a-z0-9-]: no RE2 metacharacters to quote.
+                c.subscribe(new org.apache.kafka.clients.consumer.SubscriptionPattern(opts.prefix + "-rx-.*"));
+            } else {
+                c.subscribe(java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(opts.prefix) + "-rx-.*"));
+            }
+            Map<String, String> seen = new TreeMap<>(); // value -> topic
+            Checks.Deadline first = new Checks.Deadline(WAIT);
+            while (!seen.containsKey("va")) {
+                c.poll(Duration.ofMillis(200)).forEach(r -> seen.put(new String(r.value(), StandardCharsets.UTF_8), r.topic()));
+                first.check("the record of " + a, seen);
+            }
+            ok("read " + a + " through the pattern");
+            createTopics(b, 1);
+            produceKeys(b, Map.of("kb", "vb"));
+            // The broker re-resolves regexes lazily (Kafka: at most every 10 s, on a heartbeat): give it longer.
+            Checks.Deadline later = new Checks.Deadline(Duration.ofSeconds(45));
+            while (!seen.containsKey("vb")) {
+                c.poll(Duration.ofMillis(200)).forEach(r -> seen.put(new String(r.value(), StandardCharsets.UTF_8), r.topic()));
+                later.check("the record of " + b + ", created after the subscription", seen);
+            }
+            expectEq("records read through the pattern", Map.of("va", a, "vb", b), seen);
+            ok("picked up " + b + " created after joining; never read " + other);
         }
     }
 }
