@@ -43,6 +43,8 @@ struct Coord {
     override_assignment: Option<bytes::Bytes>,
     /// Owned partitions sent with each JoinGroup (first protocol's subscription).
     owned: Vec<Vec<(String, i32)>>,
+    /// Heartbeats answered without error: proof that membership moved on.
+    heartbeats_ok: usize,
 }
 
 impl Coord {
@@ -210,6 +212,8 @@ async fn serve(
                         "Heartbeat generation={} -> {code}",
                         req.generation_id
                     ));
+                } else {
+                    s.heartbeats_ok += 1;
                 }
                 code
             };
@@ -487,7 +491,12 @@ async fn not_coordinator_rediscovers_without_rebalancing() {
             == 2
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Two good heartbeats after the rediscovery: the member carried on instead of rejoining.
+    let beats = state.lock().unwrap().heartbeats_ok;
+    eventually("heartbeats with the new coordinator", || {
+        state.lock().unwrap().heartbeats_ok >= beats + 2
+    })
+    .await;
     assert_eq!(
         c.handle().member(),
         ("m1".to_string(), 1),
