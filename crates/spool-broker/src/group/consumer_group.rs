@@ -497,11 +497,23 @@ impl ConsumerGroup {
             if req.rebalance_timeout_ms < 0 {
                 return bad("rebalance timeout must be set when joining");
             }
-            if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
-                return bad("subscribed topic names or regex must be set when joining");
-            }
             if req.owned.as_ref().is_none_or(|o| !o.is_empty()) {
                 return bad("topic partitions must be empty when (re-)joining");
+            }
+            // As Kafka: an empty list or regex is no subscription, so a member cannot join
+            // with nothing to consume.
+            let names = req
+                .subscribed_topic_names
+                .as_ref()
+                .is_some_and(|n| !n.is_empty());
+            let regex = req
+                .subscribed_topic_regex
+                .as_ref()
+                .is_some_and(|r| !r.is_empty());
+            if !names && !regex {
+                return bad(
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                );
             }
         }
         if req.member_epoch == -2 && req.instance_id.is_none() {
@@ -1039,6 +1051,25 @@ mod tests {
             g.heartbeat(r, 0, &OneTopic).error,
             Some(ResponseError::InvalidRequest)
         );
+        // Empty names or an empty regex are no subscription either, as in Kafka.
+        for (names, regex) in [
+            (Some(vec![]), None),
+            (None, Some(String::new())),
+            (Some(vec![]), Some(String::new())),
+        ] {
+            let mut r = join("a");
+            r.subscribed_topic_names = names;
+            r.subscribed_topic_regex = regex;
+            let r = g.heartbeat(r, 0, &OneTopic);
+            assert_eq!(
+                (r.error, r.message.as_deref()),
+                (
+                    Some(ResponseError::InvalidRequest),
+                    Some("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
+                )
+            );
+        }
+        assert!(g.is_empty());
         let mut r = join("a");
         r.server_assignor = Some("sticky".into());
         assert_eq!(
