@@ -1134,6 +1134,19 @@ mod tests {
         assert!(r["b"].contains(&("t".into(), 0)) && r["b"].contains(&("t".into(), 2)));
         assert!(r["a"].contains(&("t".into(), 1)));
         assert_balanced(&r, 4);
+        // Conflicts are settled partition by partition (Kafka 3.1+, KAFKA-12984): a claim from
+        // an older generation that nobody newer contests stands. Before, Java dropped every
+        // claim of a member behind the highest generation, which would give a t-1 and t-2 here
+        // (b keeping t-0, the rest handed out afresh).
+        let r = StickyAssignor.assign(
+            &c,
+            &[
+                sticky("a", &["t"], &[("t", 2), ("t", 3)], 2),
+                sticky("b", &["t"], &[("t", 0)], 3),
+            ],
+        );
+        assert_eq!(r["a"], tps(&[("t", 2), ("t", 3)]));
+        assert_eq!(r["b"], tps(&[("t", 0), ("t", 1)]));
         // Same generation: neither claim counts, the partition is assigned afresh; the other
         // claims stand.
         let r = StickyAssignor.assign(
