@@ -66,17 +66,52 @@ impl Default for ConsumerGroupConfig {
 #[derive(Debug, Clone)]
 struct ResolvedRegex {
     /// Anchored at both ends: Kafka matches with `Matcher.matches()`, the whole name.
-    matcher: regex::Regex,
+    matcher: regex::bytes::Regex,
     topics: BTreeSet<String>,
 }
 
-/// Compiles a subscription regex; the error text follows Kafka's
+/// Longest subscription regex accepted, in bytes. Kafka has no limit, but regexes are compiled
+/// under the group's lock from what any client sends. 4 KiB still holds an alternation of
+/// dozens of full topic names; the compiled size is bounded separately.
+const MAX_REGEX_LEN: usize = 4096;
+
+/// Bound on the compiled program and on the lazy DFA's cache (the crate's defaults are 10 and
+/// 2 MiB), still far above what a topic-name pattern such as `\w{1,249}` needs.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// A regex new to the group as the member sent it, and compiled.
+type NewRegex = (String, regex::bytes::Regex);
+
+/// Compiles a subscription regex, anchored at both ends; the error text follows Kafka's
 /// `throwIfRegularExpressionIsInvalid`.
-fn compile_regex(re: &str) -> Result<regex::Regex, String> {
-    // Validate the pattern as given first, so the message is about what the client sent.
-    regex::Regex::new(re)
-        .and_then(|_| regex::Regex::new(&format!("^(?:{re})$")))
-        .map_err(|e| format!("SubscribedTopicRegex `{re}` is not a valid regular expression: {e}."))
+fn compile_regex(re: &str) -> Result<regex::bytes::Regex, String> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        format!("SubscribedTopicRegex `{re}` is not a valid regular expression: {e}.")
+    };
+    if re.len() > MAX_REGEX_LEN {
+        return Err(format!(
+            "SubscribedTopicRegex is not a valid regular expression: it is {} bytes long, longer \
+             than the {MAX_REGEX_LEN} bytes this broker accepts.",
+            re.len()
+        ));
+    }
+    // Unicode off: RE2/J's `\w`, `\d` and `\s` are ASCII, as are topic names, and Unicode
+    // classes would make a bounded repetition like `\w{1,249}` too big to compile.
+    // The pattern as sent must parse on its own: otherwise `a)|(?:b` would close the anchoring
+    // group and match names the client's pattern does not. Parsing is cheap; only the anchored
+    // form is compiled.
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(re)
+        .map_err(|e| invalid(&e))?;
+    regex::bytes::RegexBuilder::new(&format!("^(?:{re})$"))
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| invalid(&e))
 }
 
 /// A ConsumerGroupHeartbeat request, decoded.
@@ -333,9 +368,10 @@ impl ConsumerGroup {
         now: i64,
         topics: &dyn TopicSource,
     ) -> CgResponse {
-        if let Err(r) = self.validate(&req) {
-            return r;
-        }
+        let new_regex = match self.validate(&req) {
+            Ok(compiled) => compiled,
+            Err(r) => return r,
+        };
         if req.member_epoch < 0 {
             return self.leave(&req);
         }
@@ -416,7 +452,7 @@ impl ConsumerGroup {
                 bump = true;
             }
         }
-        if self.refresh_regexes(topics, now) {
+        if self.refresh_regexes(topics, now, new_regex) {
             bump = true;
         }
         if self.refresh_metadata(topics) {
@@ -447,7 +483,9 @@ impl ConsumerGroup {
         }
     }
 
-    fn validate(&self, req: &CgHeartbeat) -> Result<(), CgResponse> {
+    /// Checks a heartbeat before anything changes; returns the compiled regex when the request
+    /// brings one new to the group, for [`Self::refresh_regexes`] to keep.
+    fn validate(&self, req: &CgHeartbeat) -> Result<Option<NewRegex>, CgResponse> {
         let bad = |msg: &str| Err(CgResponse::error(ResponseError::InvalidRequest, msg));
         if req.member_epoch < -2 {
             return bad("member epoch must be >= -2");
@@ -459,27 +497,27 @@ impl ConsumerGroup {
             if req.rebalance_timeout_ms < 0 {
                 return bad("rebalance timeout must be set when joining");
             }
-            if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
-                return bad("subscribed topic names or regex must be set when joining");
-            }
             if req.owned.as_ref().is_none_or(|o| !o.is_empty()) {
                 return bad("topic partitions must be empty when (re-)joining");
+            }
+            // As Kafka: an empty list or regex is no subscription, so a member cannot join
+            // with nothing to consume.
+            let names = req
+                .subscribed_topic_names
+                .as_ref()
+                .is_some_and(|n| !n.is_empty());
+            let regex = req
+                .subscribed_topic_regex
+                .as_ref()
+                .is_some_and(|r| !r.is_empty());
+            if !names && !regex {
+                return bad(
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                );
             }
         }
         if req.member_epoch == -2 && req.instance_id.is_none() {
             return bad("instance id must be set to leave as a static member");
-        }
-        if let Some(re) = req.subscribed_topic_regex.as_deref() {
-            // Only a regex new to the group is compiled, as in Kafka; the others compiled
-            // when they arrived.
-            if !re.is_empty() && !self.regexes.contains_key(re) {
-                if let Err(message) = compile_regex(re) {
-                    return Err(CgResponse::error(
-                        ResponseError::InvalidRegularExpression,
-                        &message,
-                    ));
-                }
-            }
         }
         if let Some(a) = &req.server_assignor {
             if !ASSIGNORS.contains(&a.as_str()) {
@@ -489,7 +527,16 @@ impl ConsumerGroup {
                 ));
             }
         }
-        Ok(())
+        match req.subscribed_topic_regex.as_deref() {
+            // Only a regex new to the group is compiled, as in Kafka; the others compiled
+            // when they arrived.
+            Some(re) if !re.is_empty() && !self.regexes.contains_key(re) => compile_regex(re)
+                .map(|m| Some((re.to_string(), m)))
+                .map_err(|message| {
+                    CgResponse::error(ResponseError::InvalidRegularExpression, &message)
+                }),
+            _ => Ok(None),
+        }
     }
 
     fn leave(&mut self, req: &CgHeartbeat) -> CgResponse {
@@ -588,8 +635,14 @@ impl ConsumerGroup {
 
     /// Resolves the members' regexes against the topic list: at once for a regex new to the
     /// group, otherwise at most every `regex_refresh_interval_ms`. Regexes no member uses any
-    /// more are dropped. True when what an already resolved regex matches changed.
-    fn refresh_regexes(&mut self, topics: &dyn TopicSource, now: i64) -> bool {
+    /// more are dropped. True when what an already resolved regex matches changed. `new` is the
+    /// regex this heartbeat brought, compiled by [`Self::validate`].
+    fn refresh_regexes(
+        &mut self,
+        topics: &dyn TopicSource,
+        now: i64,
+        mut new: Option<NewRegex>,
+    ) -> bool {
         let used: BTreeSet<String> = self
             .members
             .values()
@@ -610,15 +663,19 @@ impl ConsumerGroup {
         for re in used {
             let matcher = match self.regexes.get(&re) {
                 Some(r) => r.matcher.clone(),
-                // Checked when the member sent it, so this cannot fail; skip it if it does.
-                None => match compile_regex(&re) {
-                    Ok(m) => m,
-                    Err(_) => continue,
+                None => match new.take_if(|(r, _)| *r == re) {
+                    Some((_, m)) => m,
+                    // Every member's regex is resolved on the heartbeat that brought it, so
+                    // this is not reached; skip the regex rather than trust it if it is.
+                    None => match compile_regex(&re) {
+                        Ok(m) => m,
+                        Err(_) => continue,
+                    },
                 },
             };
             let matched: BTreeSet<String> = names
                 .iter()
-                .filter(|n| matcher.is_match(n))
+                .filter(|n| matcher.is_match(n.as_bytes()))
                 .cloned()
                 .collect();
             match self.regexes.get_mut(&re) {
@@ -994,6 +1051,25 @@ mod tests {
             g.heartbeat(r, 0, &OneTopic).error,
             Some(ResponseError::InvalidRequest)
         );
+        // Empty names or an empty regex are no subscription either, as in Kafka.
+        for (names, regex) in [
+            (Some(vec![]), None),
+            (None, Some(String::new())),
+            (Some(vec![]), Some(String::new())),
+        ] {
+            let mut r = join("a");
+            r.subscribed_topic_names = names;
+            r.subscribed_topic_regex = regex;
+            let r = g.heartbeat(r, 0, &OneTopic);
+            assert_eq!(
+                (r.error, r.message.as_deref()),
+                (
+                    Some(ResponseError::InvalidRequest),
+                    Some("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
+                )
+            );
+        }
+        assert!(g.is_empty());
         let mut r = join("a");
         r.server_assignor = Some("sticky".into());
         assert_eq!(
@@ -1139,6 +1215,45 @@ mod tests {
             Some("t")
         );
         assert_eq!(g.group_epoch(), 1);
+    }
+
+    #[test]
+    fn an_over_long_regex_is_refused() {
+        let c = Cluster::new(&["t"]);
+        let mut g = ConsumerGroup::new("g", Default::default());
+        let r = g.heartbeat(join_regex("a", &"t|".repeat(3000)), 0, &c);
+        assert_eq!(r.error, Some(ResponseError::InvalidRegularExpression));
+        let message = r.message.unwrap();
+        assert!(message.contains("longer than the 4096 bytes"), "{message}");
+        assert!(g.is_empty());
+        // Under the length limit but too big compiled: refused as well.
+        let r = g.heartbeat(join_regex("a", r"(?:(?:\w{249}){249}){249}"), 0, &c);
+        assert_eq!(r.error, Some(ResponseError::InvalidRegularExpression));
+        assert!(g.is_empty());
+    }
+
+    #[test]
+    fn ascii_classes_with_long_repetitions_are_accepted_as_kafka_does() {
+        let c = Cluster::new(&["orders_eu", "orders-us"]);
+        let mut g = ConsumerGroup::new("g", Default::default());
+        let r = g.heartbeat(join_regex("a", r"\w{1,249}"), 0, &c);
+        assert_eq!((r.error, r.message), (None, None));
+        // `-` is no word character: only the first topic matches.
+        assert_eq!(
+            g.subscribed_topics(),
+            BTreeSet::from(["orders_eu".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_regex_cannot_escape_the_anchors() {
+        let c = Cluster::new(&["a", "ab", "xb"]);
+        let mut g = ConsumerGroup::new("g", Default::default());
+        // Anchored naively, `^(?:a)|(?:b)$` would be valid and match every name starting with
+        // `a` or ending with `b`.
+        let r = g.heartbeat(join_regex("a", "a)|(?:b"), 0, &c);
+        assert_eq!(r.error, Some(ResponseError::InvalidRegularExpression));
+        assert!(g.is_empty());
     }
 
     #[test]

@@ -232,7 +232,10 @@ impl Assignor for CooperativeStickyAssignor {
         sorted.sort_by(|a, b| member_order(a, b));
         let claims: Vec<Claim> = sorted
             .iter()
-            .map(|m| (member_generation(m), m.owned_partitions.clone()))
+            .map(|m| {
+                let owned = m.owned_partitions.iter().map(|(t, p)| (t.as_str(), *p));
+                (member_generation(m), owned.collect())
+            })
             .collect();
         let (owner, previous) = sticky_owners(partitions_per_topic, &sorted, &claims);
         let mut out = empty_assignment(members);
@@ -285,7 +288,7 @@ impl Assignor for StickyAssignor {
             .map(|m| {
                 m.user_data
                     .as_ref()
-                    .and_then(|d| decode_sticky_user_data(d))
+                    .and_then(|d| decode_sticky_user_data(d, partitions_per_topic))
                     .map(|d| (d.generation.unwrap_or(-1), d.partitions))
                     .unwrap_or((-1, Vec::new()))
             })
@@ -326,7 +329,19 @@ pub fn encode_sticky_user_data(partitions: &[(String, i32)], generation: Option<
 /// hold it, else v0, as Java tries them. `None` when neither reads: the member is treated as
 /// having no previous assignment. Every count is checked against the bytes left before anything
 /// is allocated from it.
-pub fn decode_sticky_user_data(data: &[u8]) -> Option<StickyUserData> {
+///
+/// Only claims on existing partitions of `partitions_per_topic` are kept, borrowing the map's
+/// topic names, and at most as many as the map has partitions: the bytes come from another
+/// member, and a name per 4-byte partition entry would let one member's user data grow by
+/// thousands of times at the leader. Nothing else could be assigned from a claim anyway.
+pub fn decode_sticky_user_data<'a>(
+    data: &[u8],
+    partitions_per_topic: &'a BTreeMap<String, i32>,
+) -> Option<StickyUserData<'a>> {
+    let cap: usize = partitions_per_topic
+        .values()
+        .map(|&n| n.max(0) as usize)
+        .sum();
     let mut buf = data;
     let count = take_i32(&mut buf)?;
     // Each topic entry needs at least 6 bytes (name length and partition count).
@@ -340,14 +355,24 @@ pub fn decode_sticky_user_data(data: &[u8]) -> Option<StickyUserData> {
             return None;
         }
         let (name, rest) = buf.split_at(len as usize);
-        let topic = std::str::from_utf8(name).ok()?.to_string();
+        let name = std::str::from_utf8(name).ok()?;
         buf = rest;
+        // Topic names are at most 249 bytes: a longer one is no topic, so skip the lookup.
+        let known = (name.len() <= MAX_TOPIC_NAME_LEN)
+            .then(|| partitions_per_topic.get_key_value(name))
+            .flatten();
         let n = take_i32(&mut buf)?;
         if n < 0 || n as usize > buf.len() / 4 {
             return None;
         }
         for _ in 0..n {
-            out.push((topic.clone(), take_i32(&mut buf)?));
+            let p = take_i32(&mut buf)?;
+            // Keep reading past the cap: the generation comes after the partitions.
+            if let Some((topic, &partitions)) = known {
+                if out.len() < cap && (0..partitions).contains(&p) {
+                    out.push((topic.as_str(), p));
+                }
+            }
         }
     }
     // Trailing bytes beyond the generation are ignored, as Java's schema reader does.
@@ -358,11 +383,14 @@ pub fn decode_sticky_user_data(data: &[u8]) -> Option<StickyUserData> {
     })
 }
 
-/// A decoded `StickyAssignorUserData`.
+/// Kafka's limit on a topic name's length.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// A decoded `StickyAssignorUserData`, reduced to the partitions that exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StickyUserData {
-    /// The member's previous assignment.
-    pub partitions: Vec<(String, i32)>,
+pub struct StickyUserData<'a> {
+    /// The member's previous assignment, topic names borrowed from the known topics.
+    pub partitions: Vec<(&'a str, i32)>,
     /// Its generation; absent in v0.
     pub generation: Option<i32>,
 }
@@ -391,7 +419,7 @@ fn member_generation(m: &MemberSubscription) -> i32 {
 }
 
 /// A member's claim on its previous assignment: (generation, partitions).
-type Claim = (i32, Vec<(String, i32)>);
+type Claim<'a> = (i32, Vec<(&'a str, i32)>);
 
 /// Partition -> index into `sorted`.
 type Owners = BTreeMap<(String, i32), usize>;
@@ -406,7 +434,7 @@ type Owners = BTreeMap<(String, i32), usize>;
 fn sticky_owners(
     partitions_per_topic: &BTreeMap<String, i32>,
     sorted: &[&MemberSubscription],
-    claims: &[Claim],
+    claims: &[Claim<'_>],
 ) -> (Owners, Owners) {
     let subscribes = |m: &MemberSubscription, topic: &str| m.topics.iter().any(|t| t == topic);
     // Every partition of a subscribed, existing topic.
@@ -417,31 +445,31 @@ fn sticky_owners(
         }
     }
     // Previous owners: the highest generation's claim wins; equal conflicting claims void.
-    let mut best: BTreeMap<(String, i32), (i32, Option<usize>)> = BTreeMap::new();
+    let mut best: BTreeMap<(&str, i32), (i32, Option<usize>)> = BTreeMap::new();
     for (i, (m, (generation, owned))) in sorted.iter().zip(claims).enumerate() {
         let generation = *generation;
-        for tp in owned {
+        for &tp in owned {
             let valid = partitions_per_topic
-                .get(&tp.0)
+                .get(tp.0)
                 .is_some_and(|&n| tp.1 >= 0 && tp.1 < n)
-                && subscribes(m, &tp.0);
+                && subscribes(m, tp.0);
             if !valid {
                 continue;
             }
-            match best.get(tp) {
+            match best.get(&tp) {
                 Some((g, _)) if *g > generation => {}
                 Some((g, _)) if *g == generation => {
-                    best.insert(tp.clone(), (generation, None));
+                    best.insert(tp, (generation, None));
                 }
                 _ => {
-                    best.insert(tp.clone(), (generation, Some(i)));
+                    best.insert(tp, (generation, Some(i)));
                 }
             }
         }
     }
     let previous: Owners = best
         .into_iter()
-        .filter_map(|(tp, (_, owner))| owner.map(|o| (tp, o)))
+        .filter_map(|((t, p), (_, owner))| owner.map(|o| ((t.to_string(), p), o)))
         .collect();
     // Start from the previous ownership, then hand out the rest to the least loaded.
     let mut owner: BTreeMap<(String, i32), usize> = BTreeMap::new();
@@ -924,18 +952,19 @@ mod tests {
             }))
             .unwrap();
         assert_eq!(&b[..], expected);
+        let known = counts(&[("t", 3), ("uv", 2)]);
         assert_eq!(
-            decode_sticky_user_data(expected),
+            decode_sticky_user_data(expected, &known),
             Some(StickyUserData {
-                partitions: tps(&[("t", 0), ("t", 2), ("uv", 1)]),
+                partitions: vec![("t", 0), ("t", 2), ("uv", 1)],
                 generation: Some(5)
             })
         );
         // v0 (older Java): the array alone, no generation.
         assert_eq!(
-            decode_sticky_user_data(&expected[..expected.len() - 4]),
+            decode_sticky_user_data(&expected[..expected.len() - 4], &known),
             Some(StickyUserData {
-                partitions: tps(&[("t", 0), ("t", 2), ("uv", 1)]),
+                partitions: vec![("t", 0), ("t", 2), ("uv", 1)],
                 generation: None
             })
         );
@@ -959,7 +988,11 @@ mod tests {
             &[0, 0, 0, 1, 0, 1, b'a', 0x7f, 0, 0, 0][..], // huge partition count
             &[0, 0, 0, 1, 0, 1, 0xff, 0, 0, 0, 0][..], // name not UTF-8
         ] {
-            assert_eq!(decode_sticky_user_data(bad), None, "{bad:?}");
+            assert_eq!(
+                decode_sticky_user_data(bad, &counts(&[("a", 1)])),
+                None,
+                "{bad:?}"
+            );
         }
         // Garbage user data counts as no previous assignment; the assignment still happens.
         let mut junk = member("a", &["t"]);
@@ -967,6 +1000,42 @@ mod tests {
         let a = StickyAssignor.assign(&counts(&[("t", 2)]), &[junk, member("b", &["t"])]);
         assert_eq!(a["a"].len() + a["b"].len(), 2);
         assert_eq!(a["a"].len(), 1);
+    }
+
+    #[test]
+    fn sticky_user_data_keeps_only_claims_on_known_partitions_up_to_their_count() {
+        // A member's 512 KB of user data: one topic entry with a maximal name and as many
+        // partition entries as fit.
+        let entries = 120_000;
+        let user_data = |name: &[u8], p: i32| {
+            let mut b = BytesMut::new();
+            b.put_i32(1);
+            b.put_i16(name.len() as i16);
+            b.put_slice(name);
+            b.put_i32(entries);
+            for _ in 0..entries {
+                b.put_i32(p);
+            }
+            b.put_i32(7);
+            b.freeze()
+        };
+        let long = vec![b'x'; i16::MAX as usize];
+        let known = counts(&[("t", 4), (&"x".repeat(249), 2)]);
+        // Unknown (here: impossibly long) topic: nothing kept, the generation is still read.
+        let d = decode_sticky_user_data(&user_data(&long, 0), &known).unwrap();
+        assert_eq!((d.partitions.len(), d.generation), (0, Some(7)));
+        // A known topic claimed over and over: at most as many claims as partitions exist.
+        let d = decode_sticky_user_data(&user_data(b"t", 1), &known).unwrap();
+        assert_eq!((d.partitions.len(), d.generation), (6, Some(7)));
+        assert!(d.partitions.iter().all(|&tp| tp == ("t", 1)));
+        // Partitions the topic does not have are no claim.
+        let d = decode_sticky_user_data(&user_data(b"t", 4), &known).unwrap();
+        assert!(d.partitions.is_empty());
+        // The assignor still assigns everything.
+        let mut hostile = member("a", &["t"]);
+        hostile.user_data = Some(user_data(&long, 0));
+        let a = StickyAssignor.assign(&counts(&[("t", 4)]), &[hostile, member("b", &["t"])]);
+        assert_balanced(&a, 4);
     }
 
     fn assert_balanced(a: &GroupAssignment, total: usize) {
@@ -1065,6 +1134,19 @@ mod tests {
         assert!(r["b"].contains(&("t".into(), 0)) && r["b"].contains(&("t".into(), 2)));
         assert!(r["a"].contains(&("t".into(), 1)));
         assert_balanced(&r, 4);
+        // Conflicts are settled partition by partition (Kafka 3.1+, KAFKA-12984): a claim from
+        // an older generation that nobody newer contests stands. Before, Java dropped every
+        // claim of a member behind the highest generation, which would give a t-1 and t-2 here
+        // (b keeping t-0, the rest handed out afresh).
+        let r = StickyAssignor.assign(
+            &c,
+            &[
+                sticky("a", &["t"], &[("t", 2), ("t", 3)], 2),
+                sticky("b", &["t"], &[("t", 0)], 3),
+            ],
+        );
+        assert_eq!(r["a"], tps(&[("t", 2), ("t", 3)]));
+        assert_eq!(r["b"], tps(&[("t", 0), ("t", 1)]));
         // Same generation: neither claim counts, the partition is assigned afresh; the other
         // claims stand.
         let r = StickyAssignor.assign(

@@ -114,11 +114,18 @@ pub enum Subscription {
 impl Subscription {
     /// A pattern subscription; the pattern must match a topic's whole name.
     pub fn pattern(pattern: &str) -> Result<Subscription> {
+        let invalid =
+            |e: &dyn fmt::Display| Error::Config(format!("invalid topic pattern {pattern:?}: {e}"));
+        // The pattern must parse on its own before it is wrapped: `a)|(?:b` would otherwise
+        // close the anchoring group and match any name starting with `a` or ending with `b`.
+        regex_syntax::Parser::new()
+            .parse(pattern)
+            .map_err(|e| invalid(&e))?;
         // Anchoring here, not by the caller, gives Java's full-match semantics to patterns like
         // `orders-.*` that would otherwise match `old-orders-1` too.
         regex::Regex::new(&format!("^(?:{pattern})$"))
             .map(Subscription::Pattern)
-            .map_err(|e| Error::Config(format!("invalid topic pattern {pattern:?}: {e}")))
+            .map_err(|e| invalid(&e))
     }
 
     /// True when the subscription covers `topic` (a listed topic, or a match).

@@ -656,6 +656,17 @@ async fn regex_subscription_matches_whole_topic_names() {
     ));
 }
 
+#[test]
+fn a_topic_pattern_cannot_escape_its_anchors() {
+    // Wrapped as `^(?:a)|(?:b)$` it would compile and match `ax` and `xb`.
+    assert!(matches!(
+        Subscription::pattern("a)|(?:b"),
+        Err(Error::Config(m)) if m.contains("invalid topic pattern")
+    ));
+    let p = Subscription::pattern("(a)|(?:b)").unwrap();
+    assert!(p.matches("a") && p.matches("b") && !p.matches("ax") && !p.matches("xb"));
+}
+
 #[tokio::test]
 async fn cooperative_member_keeps_partitions_and_revokes_only_what_moves() {
     let (addr, state, task) = start().await;
