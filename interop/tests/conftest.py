@@ -169,6 +169,10 @@ def _record_matrix(item: pytest.Item, report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A FAIL cell fails the run even where pytest itself would pass (an error in an xfail test's setup, a skip).
+    if matrix.any_failed() and session.exitstatus == 0:
+        session.exitstatus = 1
+        print("\ncompatibility matrix: a cell FAILED although pytest passed (a setup error or skip); see the report")
     out = os.environ.get("SPOOL_MATRIX_OUT")
     if not out:
         return

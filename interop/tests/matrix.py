@@ -42,6 +42,8 @@ class Cell:
     outcome: str = PASS
     tests: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    # How the client's test departs from interop/SCENARIOS.md (`note=` on the marker); shown under the table.
+    notes: list[str] = field(default_factory=list)
 
     def add(self, nodeid: str, outcome: str, reason: str) -> None:
         self.tests.append(nodeid)
@@ -54,6 +56,15 @@ class Cell:
 _cells: dict[tuple[str, str, str], Cell] = {}
 _versions: dict[str, str] = {}
 _order: list[str] = []
+
+
+_details: dict[tuple[str, str, str], str] = {}
+
+
+def detail(client: str, check: str, text: str, target: str = "spool") -> None:
+    """A figure shown beside a cell's outcome (e.g. how many of a third-party suite's tests passed); keep it stable
+    from run to run, since COMPATIBILITY.md must not change when the code does not."""
+    _details[(target, client, check)] = text
 
 
 def set_version(client: str, version: str) -> None:
@@ -69,15 +80,20 @@ def record(nodeid: str, marks: list[pytest.Mark], outcome: str, reason: str = ""
             raise ValueError(f"{nodeid}: unknown matrix target {target!r}")
         if client not in _order:
             _order.append(client)
-        _cells.setdefault((target, client, scenario), Cell()).add(nodeid, outcome, reason)
+        cell = _cells.setdefault((target, client, scenario), Cell())
+        cell.add(nodeid, outcome, reason)
+        note = mark.kwargs.get("note")
+        if note and note not in cell.notes:
+            cell.notes.append(note)
 
 
 def _cell_text(cell: Cell | None) -> str:
     if cell is None:
         return "-"
+    text = cell.outcome
     if cell.outcome == UNSUPPORTED:
-        return "not yet ¹" if cell.reasons else "not yet"
-    return cell.outcome
+        text = "not yet ¹" if cell.reasons else "not yet"
+    return text + (" ²" if cell.notes else "")
 
 
 def render(spool_version: str) -> str:
@@ -87,12 +103,14 @@ def render(spool_version: str) -> str:
         "Written by the interop runner (`interop/run.sh`, `interop/tests/matrix.py`) from its last full run; never edit",
         "by hand. Scenarios are defined in [interop/SCENARIOS.md](interop/SCENARIOS.md). `pass`: every test of that",
         "cell passed; `FAIL`: one did not (CI fails); `not yet`: declared not supported yet, reason below (the test",
-        "still runs and must keep failing); `-`: not applicable to that client or not covered.",
+        "still runs and must keep failing); `²`: the client cannot express part of the scenario as written and the",
+        "test checks the closest it can, as noted below; `-`: not applicable to that client or not covered.",
         "",
         f"Spool {spool_version}.",
     ]
     extra_lines: list[str] = []
     unsupported_lines: list[str] = []
+    note_lines: list[str] = []
     for target, title in TARGETS.items():
         clients = [c for c in _order if any(k[0] == target and k[1] == c for k in _cells)]
         if not clients:
@@ -108,14 +126,20 @@ def render(spool_version: str) -> str:
             if t != target:
                 continue
             if scenario not in SCENARIOS:
-                extra_lines.append(f"| {title.split(' (')[0]} | {client} | {scenario} | {_cell_text(cell)} |")
+                figure = _details.get((t, client, scenario))
+                outcome = _cell_text(cell) + (f" ({figure})" if figure else "")
+                extra_lines.append(f"| {title.split(' (')[0]} | {client} | {scenario} | {outcome} |")
             if cell.outcome == UNSUPPORTED:
                 unsupported_lines.append(f"- {client}, `{scenario}` ({target}): " + "; ".join(cell.reasons))
+            if cell.notes:
+                note_lines.append(f"- {client}, `{scenario}` ({target}): " + "; ".join(cell.notes))
     if extra_lines:
         out += ["", "## Further checks", "", "| against | client | check | outcome |", "|---|---|---|---|"]
         out += extra_lines
     if unsupported_lines:
         out += ["", "## ¹ Not supported yet", ""] + unsupported_lines
+    if note_lines:
+        out += ["", "## ² How the test departs from the scenario", ""] + note_lines
     out += [
         "",
         "## Tests behind each cell",
@@ -142,9 +166,18 @@ def any_failed() -> bool:
 # ------------------------------------------------------------------------------------------------------------------
 
 
+class Unsupported(Exception):
+    """A peer exited 3: its client has no API for a step of the scenario (every earlier step held). Only a test
+    marked `xfail(strict=True, raises=matrix.Unsupported, reason=...)` may end this way."""
+
+
+EXIT_UNSUPPORTED = 3
+
+
 def run_peer(cmd: list[str], scenario: str, bootstrap: str, prefix: str, timeout: float = 120,
              env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
-    """Runs one peer program for one scenario; fails the test with its output unless it exits 0."""
+    """Runs one peer program for one scenario; fails the test with its output unless it exits 0 (exit 3 raises
+    Unsupported)."""
     full = [*cmd, "--bootstrap", bootstrap, "--scenario", scenario, "--prefix", prefix]
     try:
         proc = subprocess.run(full, capture_output=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
@@ -155,6 +188,8 @@ def run_peer(cmd: list[str], scenario: str, bootstrap: str, prefix: str, timeout
             pytrace=False,
         )
     out = proc.stdout.decode(errors="replace")
+    if proc.returncode == EXIT_UNSUPPORTED:
+        raise Unsupported(f"peer reported scenario {scenario} unsupported: {_tail(proc.stderr, 5)}")
     if proc.returncode != 0:
         pytest.fail(
             f"peer failed scenario {scenario} (exit {proc.returncode}): {' '.join(full)}\n"

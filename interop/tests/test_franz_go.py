@@ -227,6 +227,13 @@ def test_franz_go_kgo_suite(go_peer_version, broker_factory):
     run = run_kgo_suite(names, expected, broker.bootstrap, src_dir)
     summary, problems = kgo_summary(run, expected, target)
     print(summary)
+    failed = len(run.top_level("fail")) + len(run.top_level("timeout"))
+    matrix.detail(
+        CLIENT,
+        "kgo integration tests",
+        f"top-level tests: {len(run.top_level('pass'))} passed, {failed} failed as kgo-expected.txt lists, "
+        f"{len(run.top_level('skip'))} skipped",
+    )
     if problems:
         unexpected = [p.split(":", 1)[0] for p in problems]
         pytest.fail(

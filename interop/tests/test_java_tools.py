@@ -399,7 +399,11 @@ def test_console_consumer_offsets(kafka_tools, bootstrap):
     assert rows == [["Partition:0", f"Offset:{i}", str(i)] for i in range(42, 100)]
 
 
-@pytest.mark.matrix(TOOLS, "consume-timestamp")
+@pytest.mark.matrix(
+    TOOLS,
+    "consume-timestamp",
+    note="the console producer cannot set CreateTime: the records are written by the harness (confluent-kafka)",
+)
 def test_console_consumer_timestamp(kafka_tools, bootstrap):
     # The console producer cannot set CreateTime: the records come from confluent-kafka; the tools under test
     # look offsets up by timestamp (kafka-get-offsets --time) and consume with timestamps.
@@ -490,7 +494,11 @@ def reset(bootstrap: str, group: str, topic: str, *how: str) -> dict[int, int]:
     return {int(r["PARTITION"]): int(r["NEW-OFFSET"]) for r in rows}
 
 
-@pytest.mark.matrix(TOOLS, "offsets-commit-fetch")
+@pytest.mark.matrix(
+    TOOLS,
+    "offsets-commit-fetch",
+    note="offsets are committed with kafka-consumer-groups --reset-offsets --execute on a group without members, without metadata; a console consumer in the group must then resume at 3 and 7",
+)
 def test_consumer_groups_reset_then_consume(kafka_tools, bootstrap):
     """--reset-offsets --execute commits 3 and 7, --describe fetches them, a console consumer resumes there."""
     topic, group = unique("cli-commit"), unique("cli-commit-g")
@@ -573,7 +581,11 @@ def verifiable_produce(
     return acked
 
 
-@pytest.mark.matrix(TOOLS, "produce-idempotent")
+@pytest.mark.matrix(
+    TOOLS,
+    "produce-idempotent",
+    note="kafka-verifiable-producer's keys are its own numbers, not key-i",
+)
 def test_verifiable_producer_idempotent(kafka_tools, bootstrap, tmp_path):
     topic, group = unique("cli-idem"), unique("cli-idem-g")
     create_topic(bootstrap, topic, 3)

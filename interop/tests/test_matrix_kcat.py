@@ -180,7 +180,7 @@ class GroupMember:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.matrix(CLIENT, "produce-codecs")
+@pytest.mark.matrix(CLIENT, "produce-codecs", note="kcat has no admin API: topics are created by the harness (confluent-kafka) in every kcat test")
 def test_kcat_produce_codecs(bootstrap):
     topic = f"{unique('kcat')}-codecs"
     create_topic(bootstrap, topic, 1)
@@ -252,7 +252,9 @@ def test_kcat_consume_offsets(bootstrap):
     assert got == [(0, i, str(i)) for i in range(42, 100)]
 
 
-@pytest.mark.matrix(CLIENT, "consume-timestamp")
+@pytest.mark.matrix(
+    CLIENT, "consume-timestamp", note="kcat cannot set CreateTime: the harness (confluent-kafka) writes the records; kcat looks the offsets up (-Q) and reads from the timestamp (-o s@TS)"
+)
 def test_kcat_consume_timestamp(bootstrap):
     """kcat cannot set a record's CreateTime, so the harness (confluent-kafka) writes the records; kcat does the
     scenario's subject: ListOffsets by timestamp (-Q) and consuming from a timestamp (-o s@TS)."""
@@ -272,7 +274,9 @@ def test_kcat_consume_timestamp(bootstrap):
     assert got == [(i, str(i), "create", t0 + i * 1000) for i in range(51, 100)]
 
 
-@pytest.mark.matrix(CLIENT, "group-rebalance")
+@pytest.mark.matrix(
+    CLIENT, "group-rebalance", note="kcat -G only commits automatically: the interval is 10 min, so the one commit is the synchronous one when A stops"
+)
 def test_kcat_group_rebalance(bootstrap):
     """Two `kcat -G` members. kcat has no commit command: it commits only through auto commit, so auto commit is on
     with a 10-minute interval, which leaves kcat's one synchronous commit at close (SIGTERM) as the only one.

@@ -24,17 +24,9 @@ CLIENTS = {
     "aiokafka": ("aiokafka_peer.py", "aio"),
 }
 
-# Exit code of a peer that ran every step it could and then hit one its client has no API for
-# (EXIT_UNSUPPORTED in peers/python/scenario_common.py).
-EXIT_UNSUPPORTED = 3
-
-
-class ClientLacksApi(Exception):
-    """The peer reported (exit 3) that its client has no API for a step; every earlier step held."""
-
-
 # (client, scenario) -> why the client cannot do the whole scenario. These tests must keep failing with
-# ClientLacksApi (strict xfail): any other failure is a real FAIL, and a pass means the entry must go.
+# matrix.Unsupported (the peer's exit 3: every step before the missing API held; strict xfail): any other failure
+# is a real FAIL, and a pass means the entry must go.
 NOT_SUPPORTED = {
     ("aiokafka", "admin-groups"): (
         "aiokafka 0.14.0's AIOKafkaAdminClient has no delete-consumer-groups method (no DeleteGroups API); "
@@ -60,7 +52,7 @@ def _cases():
             marks = [pytest.mark.matrix(client, scenario)]
             reason = NOT_SUPPORTED.get((client, scenario))
             if reason:
-                marks.append(pytest.mark.xfail(strict=True, raises=ClientLacksApi, reason=reason))
+                marks.append(pytest.mark.xfail(strict=True, raises=matrix.Unsupported, reason=reason))
             yield pytest.param(client, scenario, marks=marks, id=f"{CLIENTS[client][1]}-{scenario}")
 
 
@@ -68,9 +60,4 @@ def _cases():
 def test_python_client_scenario(bootstrap, client, scenario):
     program, short = CLIENTS[client]
     cmd = [sys.executable, str(PEERS / program)]
-    try:
-        matrix.run_peer(cmd, scenario, bootstrap, unique(f"py-{short}-{scenario}"), cwd=PEERS)
-    except pytest.fail.Exception as exc:
-        if (client, scenario) in NOT_SUPPORTED and f"(exit {EXIT_UNSUPPORTED})" in str(exc):
-            raise ClientLacksApi(str(exc)) from None
-        raise
+    matrix.run_peer(cmd, scenario, bootstrap, unique(f"py-{short}-{scenario}"), cwd=PEERS)

@@ -4,6 +4,8 @@
 const util = require('util')
 
 class CheckFailed extends Error {}
+/** A step of the contract kafkajs has no API for: the peer exits 3 (see interop/SCENARIOS.md). */
+class ClientLacksApi extends Error {}
 
 /** Thrown from a waitFor probe to stop waiting at once (e.g. a consumer crashed). */
 class Fatal extends Error {
@@ -90,4 +92,4 @@ async function withDeadline (promise, ms, what) {
   }
 }
 
-module.exports = { CheckFailed, Fatal, check, checkEqual, ok, progress, show, sleep, waitFor, withDeadline }
+module.exports = { CheckFailed, ClientLacksApi, Fatal, check, checkEqual, ok, progress, show, sleep, waitFor, withDeadline }

@@ -3,7 +3,8 @@
 // kafkajs peer program of the interop suite (contract and scenarios: interop/SCENARIOS.md).
 //   node peer.js --bootstrap HOST:PORT --scenario NAME --prefix PREFIX [--closest]
 //   node peer.js --version          prints the kafkajs version
-// Exit 0 when every check of the scenario held; otherwise what went wrong (expected vs seen) on stderr and exit 1.
+// Exit 0 when every check of the scenario held; otherwise what went wrong (expected vs seen) on stderr and exit 1,
+// or exit 3 when the scenario needs an API kafkajs does not have (after every earlier step held).
 // Progress ("ok: ..." per check) goes to stdout.
 //
 // --closest: kafkajs cannot express two steps of the contract (see scenarios.js): interleaved header names
@@ -11,7 +12,7 @@
 // scenario, saying so; with it the peer does the closest thing kafkajs can, says so on stdout, and checks the rest.
 
 const deps = require('./deps')
-const { CheckFailed, progress } = require('./checks')
+const { CheckFailed, ClientLacksApi, progress } = require('./checks')
 
 const USAGE = 'usage: peer.js --bootstrap HOST:PORT --scenario NAME --prefix PREFIX [--closest] | --version'
 
@@ -63,7 +64,10 @@ main().then(
   // kafkajs may leave sockets or timers behind after disconnect(); the scenario is over, so do not wait for them.
   () => process.exit(0),
   err => {
-    if (err instanceof CheckFailed) {
+    if (err instanceof ClientLacksApi) {
+      console.error(`UNSUPPORTED: ${err.message}`)
+      process.exit(3)
+    } else if (err instanceof CheckFailed) {
       console.error(`FAILED: ${err.message}`)
     } else {
       // kafkajs errors' stacks include their "Caused by" chain.
