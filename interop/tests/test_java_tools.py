@@ -266,6 +266,11 @@ def test_kafka_topics(kafka_tools, bootstrap):
 
     tool("kafka-topics", bootstrap, "--delete", "--topic", topic)
     wait_until(f"kafka-topics --list to drop {topic}", lambda: topic not in listed_topics(bootstrap))
+    # The tool turns the broker's UNKNOWN_TOPIC_OR_PARTITION into "does not exist" and exit 1.
+    gone = run(tool_cmd("kafka-topics", "--bootstrap-server", bootstrap, "--describe", "--topic", topic),
+               timeout=TOOL_TIMEOUT)
+    said = (gone.stdout + gone.stderr).decode(errors="replace")
+    assert gone.returncode == 1 and f"Topic '{topic}' does not exist" in said, describe(gone)
 
 
 # --------------------------------------------------------------------------------------------------------------------
