@@ -37,7 +37,7 @@ CLI_NOTES = {
     "`--from-timestamp` with the second run's first timestamp must start at offset 51, with the first record's at 0, "
     "and past the end must read nothing (the CLI does not show the -1 of ListOffsets)",
     "group-rebalance": "`spool consume --group` always auto-commits (every 5 s, on revocation and on exit); "
-    "the split is checked through `spool groups describe` (Stable, 2 members) and both members reading",
+    "the split is read from `spool groups describe` (Stable, 2 members, 4 partitions with 2 distinct owners)",
     "offsets-commit-fetch": "offsets are committed with `spool groups reset-offsets --topic T:P --to-offset N "
     "--execute` on a group without members (the CLI's route, as kafka-consumer-groups'), without metadata; "
     "a `spool consume --group` member must then start at 3 and 7",
@@ -120,6 +120,19 @@ def group_table(bootstrap: str, group: str) -> tuple[str, dict[int, tuple[str, s
         if len(cols) >= 5 and cols[1].isdigit():
             rows[int(cols[1])] = (cols[2], cols[5] if len(cols) > 5 else "")
     return (state.group(1) if state else "?"), rows
+
+
+def split_between(bootstrap: str, group: str, members: int, partitions: int) -> bool:
+    """True when `spool groups describe` shows every partition assigned and exactly `members` distinct owners."""
+    out = spool(bootstrap, "groups", "describe", group, ok=False)
+    if "(exit 0)" not in out:
+        return False
+    owners = {}
+    for line in out.splitlines():
+        cols = line.split("\t")
+        if len(cols) >= 6 and cols[1].isdigit():
+            owners[int(cols[1])] = cols[5]
+    return len(owners) == partitions and "-" not in owners.values() and len(set(owners.values())) == members
 
 
 class Member:
@@ -244,7 +257,7 @@ def cli_group_rebalance(b: str, prefix: str) -> None:
     def stable_with(members: int) -> bool:
         # Kafka answers GROUP_ID_NOT_FOUND until the first member joined: not there yet.
         out = spool(b, "groups", "describe", group, ok=False)
-        return "State: Stable" in out and f"Members: {members}" in out
+        return "State: Stable" in out and f"Members: {members}" in out and split_between(b, group, members, 4)
 
     try:
         wait_until("two stable members", lambda: stable_with(2), timeout=60)
@@ -400,7 +413,10 @@ def test_group_shared_with_java(target_name: str, assignor: str | None, on) -> N
     try:
         def stable_with_both() -> bool:
             out = spool(b, "groups", "describe", group, ok=False)
-            return "State: Stable" in out and "Members: 2" in out and "Client: spool-interop-peer" in out
+            if not ("State: Stable" in out and "Members: 2" in out and "Client: spool-interop-peer" in out):
+                return False
+            # Cooperative rebalances are Stable between their two rounds: wait for the split itself.
+            return split_between(b, group, 2, 4)
 
         wait_until("a stable group of the Java and the Spool member", stable_with_both, timeout=60)
         described = spool(b, "groups", "describe", group)
