@@ -500,17 +500,9 @@ impl ConsumerGroup {
             if req.owned.as_ref().is_none_or(|o| !o.is_empty()) {
                 return bad("topic partitions must be empty when (re-)joining");
             }
-            // As Kafka: an empty list or regex is no subscription, so a member cannot join
-            // with nothing to consume.
-            let names = req
-                .subscribed_topic_names
-                .as_ref()
-                .is_some_and(|n| !n.is_empty());
-            let regex = req
-                .subscribed_topic_regex
-                .as_ref()
-                .is_some_and(|r| !r.is_empty());
-            if !names && !regex {
+            // As Kafka 4.3: a member may join with an empty list or regex (Java's consumer does
+            // while its client-side pattern matches nothing yet); only both absent is refused.
+            if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
                 return bad(
                     "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
                 );
@@ -1051,25 +1043,25 @@ mod tests {
             g.heartbeat(r, 0, &OneTopic).error,
             Some(ResponseError::InvalidRequest)
         );
-        // Empty names or an empty regex are no subscription either, as in Kafka.
-        for (names, regex) in [
-            (Some(vec![]), None),
-            (None, Some(String::new())),
-            (Some(vec![]), Some(String::new())),
-        ] {
-            let mut r = join("a");
-            r.subscribed_topic_names = names;
-            r.subscribed_topic_regex = regex;
-            let r = g.heartbeat(r, 0, &OneTopic);
-            assert_eq!(
-                (r.error, r.message.as_deref()),
-                (
-                    Some(ResponseError::InvalidRequest),
-                    Some("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
-                )
-            );
-        }
+        // Both absent is refused with Kafka's message...
+        let mut r = join("a");
+        r.subscribed_topic_names = None;
+        r.subscribed_topic_regex = None;
+        let r = g.heartbeat(r, 0, &OneTopic);
+        assert_eq!(
+            (r.error, r.message.as_deref()),
+            (
+                Some(ResponseError::InvalidRequest),
+                Some("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
+            )
+        );
         assert!(g.is_empty());
+        // ...but an empty list joins (Java's consumer sends one while its pattern matches
+        // nothing yet); the member simply owns nothing.
+        let mut r = join("empty");
+        r.subscribed_topic_names = Some(vec![]);
+        assert_eq!(g.heartbeat(r, 0, &OneTopic).error, None);
+        assert!(!g.is_empty());
         let mut r = join("a");
         r.server_assignor = Some("sticky".into());
         assert_eq!(
