@@ -31,7 +31,8 @@ pub struct Args {
     /// How long to produce (seconds; fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Duration,
-    /// After producing, how long to wait for records still unread (seconds).
+    /// After producing, give up on records still unread when none has arrived for this long
+    /// (seconds); unread records fail the run.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     timeout: Duration,
     #[command(flatten)]
@@ -108,6 +109,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
             schedule: Some(Schedule::new(args.throughput)),
             count: None,
             duration: Some(args.duration),
+            start,
         };
         let size = u64::from(args.record_size);
         tokio::spawn(async move {
@@ -117,7 +119,6 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
                 &producer,
                 &topic,
                 plan,
-                start,
                 |i, due| stamped(&payload, i, due),
                 size,
                 acks,
@@ -133,19 +134,15 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
     let mut sent: Option<Sent> = None;
     let mut last = start;
     let mut done_at = None;
+    let mut unread = 0;
     loop {
         if let Some(s) = &sent {
             if records >= s.acked || *stop.borrow() {
                 break;
             }
             let since = *done_at.get_or_insert_with(Instant::now);
-            if since.elapsed().max(last.elapsed()) >= args.timeout {
-                eprintln!(
-                    "note: {} of {} acknowledged records were not read within {:?}",
-                    s.acked - records,
-                    s.acked,
-                    args.timeout
-                );
+            if since.elapsed().min(last.elapsed()) >= args.timeout {
+                unread = s.acked - records;
                 break;
             }
         }
@@ -182,7 +179,14 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         last.saturating_duration_since(start),
         latencies.summary(),
     );
-    finish(&report, args.json, &sent)
+    finish(&report, args.json, &sent)?;
+    anyhow::ensure!(
+        unread == 0,
+        "{unread} of {} acknowledged records were not read back within {:?} of the last one",
+        sent.acked,
+        args.timeout
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub(super) struct Plan {
     pub count: Option<u64>,
     /// Stop sending after this long.
     pub duration: Option<Duration>,
+    /// Time zero of the schedule and of the run.
+    pub start: Instant,
 }
 
 /// What the send loop saw.
@@ -72,18 +74,18 @@ pub(super) struct Sent {
 
 /// Sends records by `plan` until it is done or `stop` turns true, then waits for every
 /// acknowledgement. `value(i, due)` makes record `i`'s value; `due` is its due time relative
-/// to `start` (its send time when there is no schedule). Acknowledged records count in
+/// to `plan.start` (its send time when there is no schedule). Acknowledged records count in
 /// `counters` as `bytes_per_record` each.
 pub(super) async fn send_loop(
     producer: &Producer,
     topic: &str,
     plan: Plan,
-    start: Instant,
     mut value: impl FnMut(u64, Duration) -> Bytes,
     bytes_per_record: u64,
     counters: Arc<Counters>,
     mut stop: watch::Receiver<bool>,
 ) -> Sent {
+    let start = plan.start;
     let (tx, rx) = mpsc::unbounded_channel();
     let collector = tokio::spawn(collect(rx, start, bytes_per_record, counters.clone()));
     let mut limit = plan.count.unwrap_or(u64::MAX);
@@ -243,16 +245,15 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         schedule: schedule(args.throughput),
         count: args.num_records,
         duration: args.duration,
+        start: Instant::now(),
     };
     let counters = Arc::new(Counters::default());
     let progress = Progress::start("produce", counters.clone());
     let stop = stop_on_signal();
-    let start = Instant::now();
     let sent = send_loop(
         &producer,
         &args.topic,
         plan,
-        start,
         |i, _| payload.value(i),
         u64::from(args.record_size),
         counters,
