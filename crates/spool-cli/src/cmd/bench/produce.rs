@@ -30,7 +30,8 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
           required_unless_present = "duration", conflicts_with = "duration")]
     num_records: Option<u64>,
-    /// Send for this long (seconds; fractions allowed).
+    /// Send for this long (seconds; fractions allowed). At a constant rate: the records due
+    /// within it, late ones too, unless twice as long has passed.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
     /// Records per second at a constant rate, or -1 for as fast as possible. At a constant
