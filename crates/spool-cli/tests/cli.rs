@@ -659,5 +659,41 @@ fn bench_produce_then_consume_report_counts_as_json() {
         "{}",
         stderr(&short)
     );
+
+    // Records the broker refuses are counted, reported, and fail the run.
+    let out = spool(&[
+        "topics",
+        "create",
+        "small",
+        "-c",
+        "max.message.bytes=1000",
+        "-b",
+        b,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let refused = spool(&[
+        "bench",
+        "produce",
+        "--topic",
+        "small",
+        "--record-size",
+        "2000",
+        "--num-records",
+        "5",
+        "--json",
+        "-b",
+        b,
+    ]);
+    assert!(!refused.status.success());
+    let report: serde_json::Value = serde_json::from_str(stdout(&refused).trim()).unwrap();
+    assert_eq!(
+        (&report["records"], &report["failed"]),
+        (&0.into(), &5.into())
+    );
+    assert!(
+        stderr(&refused).contains("5 of 5 records were not delivered to small"),
+        "{}",
+        stderr(&refused)
+    );
     assert!(broker.stop().success());
 }
