@@ -26,6 +26,8 @@ enum Command {
     Topics(cmd::topics::Args),
     /// List, describe, reset offsets of and delete consumer groups.
     Groups(cmd::groups::Args),
+    /// Measure producer and consumer throughput and latency against a cluster.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
             Command::Consume(args) => cmd::consume::run(args).await,
             Command::Topics(args) => cmd::topics::run(args).await,
             Command::Groups(args) => cmd::groups::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
         }
     });
     match result {

@@ -532,3 +532,168 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert_eq!(stderr(&out), "", "{args:?}");
     }
 }
+
+#[test]
+fn bench_produce_then_consume_report_counts_as_json() {
+    let broker = Broker::start();
+    let b = broker.addr.as_str();
+    let json = |out: &Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", stderr(out));
+        serde_json::from_str(stdout(out).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+    };
+
+    let produced = json(&spool(&[
+        "bench",
+        "produce",
+        "--topic",
+        "perf",
+        "--partitions",
+        "2",
+        "--record-size",
+        "100",
+        "--num-records",
+        "2000",
+        "--acks",
+        "1",
+        "--json",
+        "-b",
+        b,
+    ]));
+    assert_eq!(produced["bench"], "produce");
+    assert_eq!(produced["topic"], "perf");
+    assert_eq!(produced["records"], 2000);
+    assert_eq!(produced["failed"], 0);
+    assert_eq!(produced["bytes"], 200_000);
+    for field in ["seconds", "records_per_sec", "mb_per_sec"] {
+        assert!(produced[field].is_number(), "{field}: {produced}");
+    }
+    for p in ["p50", "p99", "p99_9", "max"] {
+        assert!(produced["latency_ms"][p].is_number(), "{p}: {produced}");
+    }
+
+    // A constant rate, by count: 200 more records.
+    let paced = json(&spool(&[
+        "bench",
+        "produce",
+        "--topic",
+        "perf",
+        "--record-size",
+        "100",
+        "--num-records",
+        "200",
+        "--throughput",
+        "1000",
+        "--json",
+        "-b",
+        b,
+    ]));
+    assert_eq!(
+        (&paced["records"], &paced["failed"]),
+        (&200.into(), &0.into())
+    );
+
+    // Without a count: everything the topic held at the start, from both partitions.
+    let consumed = json(&spool(&[
+        "bench", "consume", "--topic", "perf", "--json", "-b", b,
+    ]));
+    assert_eq!(consumed["bench"], "consume");
+    assert_eq!(consumed["records"], 2200);
+    assert_eq!(consumed["bytes"], 220_000);
+    assert_eq!(consumed["failed"], 0);
+    assert!(consumed["latency_ms"].is_null(), "{consumed}");
+    let some = json(&spool(&[
+        "bench",
+        "consume",
+        "--topic",
+        "perf",
+        "--num-records",
+        "500",
+        "--json",
+        "-b",
+        b,
+    ]));
+    assert_eq!(some["records"], 500);
+
+    // End to end: 400 records/s for half a second is 200 records, each read back.
+    let e2e = json(&spool(&[
+        "bench",
+        "e2e",
+        "--topic",
+        "perf-e2e",
+        "--record-size",
+        "64",
+        "--throughput",
+        "400",
+        "--duration",
+        "0.5",
+        "--json",
+        "-b",
+        b,
+    ]));
+    assert_eq!(e2e["bench"], "e2e");
+    assert_eq!((&e2e["records"], &e2e["failed"]), (&200.into(), &0.into()));
+    assert!(e2e["latency_ms"]["p99_9"].is_number(), "{e2e}");
+
+    // Asking for more records than there are ends with the report and a failure.
+    let short = spool(&[
+        "bench",
+        "consume",
+        "--topic",
+        "perf-e2e",
+        "--num-records",
+        "201",
+        "--timeout",
+        "1",
+        "--json",
+        "-b",
+        b,
+    ]);
+    assert!(!short.status.success());
+    assert!(
+        stdout(&short).contains("\"records\":200"),
+        "{}",
+        stdout(&short)
+    );
+    assert!(
+        stderr(&short).contains("read 200 of the 201 asked"),
+        "{}",
+        stderr(&short)
+    );
+
+    // Records the broker refuses are counted, reported, and fail the run.
+    let out = spool(&[
+        "topics",
+        "create",
+        "small",
+        "-c",
+        "max.message.bytes=1000",
+        "-b",
+        b,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let refused = spool(&[
+        "bench",
+        "produce",
+        "--topic",
+        "small",
+        "--record-size",
+        "2000",
+        "--num-records",
+        "5",
+        "--json",
+        "-b",
+        b,
+    ]);
+    assert!(!refused.status.success());
+    let report: serde_json::Value = serde_json::from_str(stdout(&refused).trim()).unwrap();
+    assert_eq!(
+        (&report["records"], &report["failed"]),
+        (&0.into(), &5.into())
+    );
+    assert!(
+        stderr(&refused).contains("5 of 5 records were not delivered to small"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(broker.stop().success());
+}

@@ -9,6 +9,7 @@ macro_rules! outln {
     }};
 }
 
+pub mod bench;
 pub mod broker;
 pub mod common;
 pub mod consume;

@@ -75,7 +75,7 @@ fn line_to_record(args: &Args, line: &str) -> ProducerRecord {
     }
 }
 
-fn parse_acks(s: &str) -> Result<Acks, String> {
+pub fn parse_acks(s: &str) -> Result<Acks, String> {
     match s {
         "all" | "-1" => Ok(Acks::All),
         "1" => Ok(Acks::Leader),
