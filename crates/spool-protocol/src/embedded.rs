@@ -14,8 +14,18 @@ pub enum Embedded {
     Assignment,
 }
 
+/// Kafka's longest topic name: a longer one can name no topic.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Most (topic, partition) entries one embedded message may list. Decoders turn each entry into
+/// a (name, partition) pair, so without a cap a member could make a peer allocate ~70x the bytes
+/// it sent; 200k is the partition count Kafka itself advises as a whole cluster's ceiling.
+pub const MAX_PARTITION_ENTRIES: usize = 200_000;
+
 struct Walker<'a> {
     buf: &'a [u8],
+    /// (topic, partition) entries seen so far, against MAX_PARTITION_ENTRIES.
+    entries: usize,
 }
 
 impl Walker<'_> {
@@ -50,11 +60,20 @@ impl Walker<'_> {
         let n = usize::try_from(n).ok()?;
         (n <= self.buf.len() / min_size).then_some(n)
     }
-    /// `[topic string, [int32 partition]]`.
+    /// `[topic string, [int32 partition]]`, with names no longer than a topic name can be and
+    /// at most MAX_PARTITION_ENTRIES entries in all.
     fn topic_partitions(&mut self) -> Option<()> {
         for _ in 0..self.count(6)? {
-            self.string(false)?;
+            let len = self.i16()?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|l| *l <= MAX_TOPIC_NAME_LEN)?;
+            self.take(len)?;
             let parts = self.count(4)?;
+            self.entries = self.entries.checked_add(parts)?;
+            if self.entries > MAX_PARTITION_ENTRIES {
+                return None;
+            }
             self.take(parts * 4)?;
         }
         Some(())
@@ -66,7 +85,10 @@ impl Walker<'_> {
 /// as 3, as Java's ConsumerProtocol reads newer versions with the newest schema it knows.
 pub fn check(kind: Embedded, version: i16, body: &[u8]) -> bool {
     let version = version.clamp(0, 3);
-    let mut w = Walker { buf: body };
+    let mut w = Walker {
+        buf: body,
+        entries: 0,
+    };
     let ok = match kind {
         Embedded::Subscription => (|| {
             for _ in 0..w.count(2)? {
@@ -162,6 +184,38 @@ mod tests {
             Embedded::Assignment,
             0,
             &[0, 0, 0, 1, 0, 1, b't', 0x40, 0, 0, 0]
+        ));
+    }
+
+    /// A hostile member's owned partitions or a hostile leader's assignment: names longer than
+    /// any topic's, or more entries than any member could own, are refused before decoding.
+    #[test]
+    fn refuses_names_no_topic_can_have_and_too_many_entries() {
+        fn assignment(name: &str, partitions: usize) -> Vec<u8> {
+            let mut b = Vec::new();
+            b.extend_from_slice(&1i32.to_be_bytes()); // one topic
+            b.extend_from_slice(&(name.len() as i16).to_be_bytes());
+            b.extend_from_slice(name.as_bytes());
+            b.extend_from_slice(&(partitions as i32).to_be_bytes());
+            for p in 0..partitions {
+                b.extend_from_slice(&(p as i32).to_be_bytes());
+            }
+            b.extend_from_slice(&(-1i32).to_be_bytes()); // no user data
+            b
+        }
+        let longest = "t".repeat(MAX_TOPIC_NAME_LEN);
+        assert!(check(Embedded::Assignment, 3, &assignment(&longest, 3)));
+        let too_long = "t".repeat(MAX_TOPIC_NAME_LEN + 1);
+        assert!(!check(Embedded::Assignment, 3, &assignment(&too_long, 3)));
+        assert!(check(
+            Embedded::Assignment,
+            3,
+            &assignment("t", MAX_PARTITION_ENTRIES)
+        ));
+        assert!(!check(
+            Embedded::Assignment,
+            3,
+            &assignment("t", MAX_PARTITION_ENTRIES + 1)
         ));
     }
 }
