@@ -110,16 +110,21 @@ def consume_all(bootstrap: str, topic: str, fmt: str, *extra: str) -> list[str]:
     return lines_of(spool(bootstrap, "consume", topic, "--from-beginning", "-e", "-f", fmt, *extra))
 
 
-def group_table(bootstrap: str, group: str) -> tuple[str, dict[int, tuple[str, str]]]:
-    """(state, {partition: (committed offset, consumer id)}) from `spool groups describe`."""
-    out = spool(bootstrap, "groups", "describe", group)
-    state = re.search(r"State: (\S+)", out)
+def describe_rows(out: str) -> dict[int, tuple[str, str]]:
+    """{partition: (committed offset, consumer id)} from the table `spool groups describe` prints."""
     rows: dict[int, tuple[str, str]] = {}
     for line in out.splitlines():
         cols = line.split("\t")
         if len(cols) >= 5 and cols[1].isdigit():
             rows[int(cols[1])] = (cols[2], cols[5] if len(cols) > 5 else "")
-    return (state.group(1) if state else "?"), rows
+    return rows
+
+
+def group_table(bootstrap: str, group: str) -> tuple[str, dict[int, tuple[str, str]]]:
+    """(state, {partition: (committed offset, consumer id)}) from `spool groups describe`."""
+    out = spool(bootstrap, "groups", "describe", group)
+    state = re.search(r"State: (\S+)", out)
+    return (state.group(1) if state else "?"), describe_rows(out)
 
 
 def split_between(bootstrap: str, group: str, members: int, partitions: int) -> bool:
@@ -127,11 +132,7 @@ def split_between(bootstrap: str, group: str, members: int, partitions: int) -> 
     out = spool(bootstrap, "groups", "describe", group, ok=False)
     if "(exit 0)" not in out:
         return False
-    owners = {}
-    for line in out.splitlines():
-        cols = line.split("\t")
-        if len(cols) >= 6 and cols[1].isdigit():
-            owners[int(cols[1])] = cols[5]
+    owners = {p: owner for p, (_, owner) in describe_rows(out).items()}
     return len(owners) == partitions and "-" not in owners.values() and len(set(owners.values())) == members
 
 

@@ -535,20 +535,15 @@ pub async fn group_member(ctx: &Ctx, count: usize, assignor: Option<&str>) -> Re
     let client = ctx.client().await?;
     let topic = ctx.name("shared");
     let group = ctx.name("g");
-    let mut config = GroupConfig::new(&group).auto_offset_reset(AutoOffsetReset::Earliest);
-    config.auto_commit = false;
-    if let Some(name) = assignor {
-        let chosen: Arc<dyn Assignor> = match name {
-            "range" => Arc::new(RangeAssignor),
-            "roundrobin" => Arc::new(RoundRobinAssignor),
-            "sticky" => Arc::new(StickyAssignor),
-            "cooperative-sticky" => Arc::new(CooperativeStickyAssignor),
-            other => bail!("unknown assignor {other:?}"),
-        };
-        config.assignors = vec![chosen];
-    }
-    let mut consumer = client.group_consumer(config)?;
-    consumer.subscribe([topic.as_str()]);
+    let assignors: Option<Vec<Arc<dyn Assignor>>> = match assignor {
+        None => None,
+        Some("range") => Some(vec![Arc::new(RangeAssignor)]),
+        Some("roundrobin") => Some(vec![Arc::new(RoundRobinAssignor)]),
+        Some("sticky") => Some(vec![Arc::new(StickyAssignor)]),
+        Some("cooperative-sticky") => Some(vec![Arc::new(CooperativeStickyAssignor)]),
+        Some(other) => bail!("unknown assignor {other:?}"),
+    };
+    let mut consumer = member_with(&client, &group, &topic, assignors)?;
     let mut seen = 0;
     // Longer than a scenario's usual wait: the other member decides when records arrive.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(80);
@@ -574,8 +569,21 @@ pub async fn group_member(ctx: &Ctx, count: usize, assignor: Option<&str>) -> Re
 /// A group member subscribed to `topic`, auto commit off, reading from the earliest offset
 /// when the group has no commit.
 fn member(client: &Client, group: &str, topic: &str) -> Result<GroupConsumer> {
+    member_with(client, group, topic, None)
+}
+
+/// `member`, with these assignors instead of the client's default list.
+fn member_with(
+    client: &Client,
+    group: &str,
+    topic: &str,
+    assignors: Option<Vec<Arc<dyn Assignor>>>,
+) -> Result<GroupConsumer> {
     let mut config = GroupConfig::new(group).auto_offset_reset(AutoOffsetReset::Earliest);
     config.auto_commit = false;
+    if let Some(assignors) = assignors {
+        config.assignors = assignors;
+    }
     let mut consumer = client.group_consumer(config)?;
     consumer.subscribe([topic]);
     Ok(consumer)
