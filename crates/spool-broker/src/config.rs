@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Default of [`BrokerConfig::max_queued_request_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_QUEUED_REQUEST_BYTES: usize = 256 * 1024 * 1024;
+
 /// Everything the broker needs to run.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -19,6 +22,11 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     /// Largest request accepted (`socket.request.max.bytes`, default 100 MiB).
     pub max_request_bytes: usize,
+    /// Bytes of large requests (over one 64 KiB read) buffered at once across all connections
+    /// (`queued.max.request.bytes`, which Kafka leaves unbounded by default). A connection waits
+    /// for room before it buffers such a request, so a flood meets back-pressure; one request
+    /// larger than the whole budget is admitted alone.
+    pub max_queued_request_bytes: usize,
     /// Open connections accepted at once (`max.connections`).
     pub max_connections: usize,
     /// Bounds applied to every request before decoding.
@@ -46,6 +54,7 @@ impl BrokerConfig {
             auto_create_topics: true,
             default_partitions: 1,
             max_request_bytes: spool_protocol::frame::DEFAULT_MAX_REQUEST_BYTES,
+            max_queued_request_bytes: DEFAULT_MAX_QUEUED_REQUEST_BYTES,
             max_connections: 10_000,
             guard: Default::default(),
             max_partitions_per_topic: 10_000,

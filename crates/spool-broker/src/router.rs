@@ -1,6 +1,8 @@
 //! API key -> handler, and the version ranges this broker implements (and so advertises).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -70,6 +72,10 @@ pub(crate) enum Reply {
     None,
     /// Close the connection, for the reason given.
     Close(&'static str),
+    /// The request's effects are applied; its answer is ready once this resolves (to one of
+    /// the other variants). The connection may read and run later requests meanwhile, and
+    /// still answers in request order.
+    Later(Pin<Box<dyn Future<Output = Reply> + Send>>),
 }
 
 /// Runs the handler for a decoded request.
@@ -90,11 +96,20 @@ pub(crate) async fn dispatch(
         RequestKind::Metadata(req) => {
             ResponseKind::Metadata(handlers::metadata::handle(state, req, v))
         }
-        RequestKind::Produce(req) => match handlers::produce::handle(state, req, v).await {
-            Outcome::Respond(resp) => ResponseKind::Produce(resp),
-            Outcome::Silent => return Reply::None,
-            Outcome::Close => return Reply::Close("acks=0 produce request failed"),
-        },
+        RequestKind::Produce(req) => {
+            // Appended now, in request order; the durability wait runs while the connection
+            // reads on.
+            let appended = handlers::produce::begin(state, req, v);
+            return Reply::Later(Box::pin(async move {
+                match appended.finish().await {
+                    Outcome::Respond(resp) => {
+                        Reply::Response(Box::new(ResponseKind::Produce(resp)))
+                    }
+                    Outcome::Silent => Reply::None,
+                    Outcome::Close => Reply::Close("acks=0 produce request failed"),
+                }
+            }));
+        }
         RequestKind::Fetch(req) => {
             ResponseKind::Fetch(handlers::fetch::handle(state, req, v).await)
         }

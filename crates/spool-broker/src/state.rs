@@ -24,6 +24,8 @@ pub(crate) struct BrokerState {
     pub advertised: (String, u16),
     /// Cancelled when the broker shuts down; wakes long polls.
     pub shutdown: CancellationToken,
+    /// Bytes of large requests that may be buffered at once (`max_queued_request_bytes`).
+    pub request_memory: tokio::sync::Semaphore,
     /// Held for the broker's lifetime: a second broker on the same directory would corrupt it.
     _dir_lock: std::fs::File,
     /// Dropped with the state, telling an embedder that the directory is free again.
@@ -49,7 +51,12 @@ impl BrokerState {
         let logs = LogManager::open(&config.data_dir)?;
         let groups = GroupManager::open(&config.data_dir, config.group.clone(), shutdown.clone())
             .map_err(|e| io("reading committed offsets", e))?;
+        let budget = config
+            .max_queued_request_bytes
+            .clamp(1, u32::MAX as usize)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(Arc::new(BrokerState {
+            request_memory: tokio::sync::Semaphore::new(budget),
             config,
             logs,
             producer_ids,

@@ -1,5 +1,10 @@
 //! Produce: validate one batch per partition by its header, append it as bytes, and for
 //! acks=all wait until it is fsynced (group commit in the log).
+//!
+//! The work is split in two so a connection can pipeline: [`begin`] appends (in request order,
+//! before the connection reads its next request) and [`Appended::finish`] waits for durability.
+//! While one request's fsync runs, the same producer's next requests are appended and share the
+//! next fsync round instead of each waiting for its own.
 
 use std::sync::Arc;
 
@@ -27,7 +32,16 @@ pub(crate) enum Outcome {
     Close,
 }
 
-pub(crate) async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16) -> Outcome {
+/// A produce request whose batches are in the log files, not yet answered.
+pub(crate) struct Appended {
+    acks: i16,
+    responses: Vec<TopicProduceResponse>,
+    /// acks=all: (log, last offset appended, topic index, partition index) to wait for.
+    to_sync: Vec<(Arc<PartitionLog>, i64, usize, usize)>,
+}
+
+/// Validates and appends every partition's batch; nothing here waits.
+pub(crate) fn begin(state: &Arc<BrokerState>, req: ProduceRequest, version: i16) -> Appended {
     let acks = req.acks;
     let acks_valid = matches!(acks, -1..=1);
     let mut to_sync: Vec<(Arc<PartitionLog>, i64, usize, usize)> = Vec::new();
@@ -77,15 +91,34 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, versio
                 .with_partition_responses(partitions),
         );
     }
-    // acks=all: the appends above are in the files; now wait for them to be durable. The log
-    // batches concurrent waiters into one fsync.
-    for (log, last_offset, t, p) in to_sync {
-        if let Err(e) = log.sync_to(last_offset).await {
-            let resp = &mut responses[t].partition_responses[p];
-            resp.error_code = ResponseError::KafkaStorageError.code();
-            resp.error_message = Some(text(e.to_string()));
-        }
+    Appended {
+        acks,
+        responses,
+        to_sync,
     }
+}
+
+impl Appended {
+    /// Waits until an acks=all request's appends are durable, then says what to answer.
+    pub(crate) async fn finish(self) -> Outcome {
+        let Appended {
+            acks,
+            mut responses,
+            to_sync,
+        } = self;
+        // The appends are in the files; the log batches concurrent waiters into one fsync.
+        for (log, last_offset, t, p) in to_sync {
+            if let Err(e) = log.sync_to(last_offset).await {
+                let resp = &mut responses[t].partition_responses[p];
+                resp.error_code = ResponseError::KafkaStorageError.code();
+                resp.error_message = Some(text(e.to_string()));
+            }
+        }
+        outcome(acks, responses)
+    }
+}
+
+fn outcome(acks: i16, responses: Vec<TopicProduceResponse>) -> Outcome {
     if acks == 0 {
         // acks=0 gets no answer; Kafka closes the connection instead when a partition failed,
         // which is how such producers learn to refresh their metadata.
@@ -101,7 +134,7 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, versio
     Outcome::Respond(ProduceResponse::default().with_responses(responses))
 }
 
-type Appended = (Arc<PartitionLog>, spool_log::AppendInfo);
+type AppendedBatch = (Arc<PartitionLog>, spool_log::AppendInfo);
 
 fn append(
     state: &BrokerState,
@@ -109,7 +142,7 @@ fn append(
     partition: i32,
     records: Option<bytes::Bytes>,
     version: i16,
-) -> Result<Appended, (ResponseError, Option<String>)> {
+) -> Result<AppendedBatch, (ResponseError, Option<String>)> {
     let log = state
         .logs
         .partition(&meta.name, partition)

@@ -27,6 +27,11 @@ pub struct Args {
     /// Largest request accepted, in bytes (socket.request.max.bytes).
     #[arg(long, default_value_t = spool_protocol::frame::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
+    /// Bytes of large requests buffered at once across all connections; a connection waits
+    /// for room before reading more (queued.max.request.bytes).
+    #[arg(long, default_value_t = spool_broker::config::DEFAULT_MAX_QUEUED_REQUEST_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    queued_max_request_bytes: u64,
     /// Connections accepted at once.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
@@ -51,6 +56,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.auto_create_topics = !args.no_auto_create_topics;
     config.max_request_bytes = args.max_request_bytes;
     config.max_connections = args.max_connections;
+    config.max_queued_request_bytes =
+        usize::try_from(args.queued_max_request_bytes).unwrap_or(usize::MAX);
     config.group.initial_rebalance_delay_ms = args.group_initial_rebalance_delay_ms;
     config.group.consumer_session_timeout_ms = args.group_consumer_session_timeout_ms;
     config.group.consumer_heartbeat_interval_ms = args.group_consumer_heartbeat_interval_ms;
