@@ -7,7 +7,7 @@
 //!   a leader, and switched when a batch for it is completed (so batches fill up instead of a
 //!   record going to each partition in turn).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 
 use rand::Rng;
@@ -57,10 +57,18 @@ pub fn partition_for_key(key: &[u8], num_partitions: i32) -> i32 {
 /// Sticky partitions for keyless records, one per topic.
 #[derive(Debug, Default)]
 pub(crate) struct StickyPartitioner {
-    current: Mutex<HashMap<String, i32>>,
+    current: Mutex<FxHashMap<String, i32>>,
 }
 
 impl StickyPartitioner {
+    /// The sticky partition of `topic` if one is chosen and still valid; unlike
+    /// [`StickyPartitioner::partition`] it needs no list of available partitions, so the
+    /// per-record path builds none.
+    pub fn current(&self, topic: &str, num_partitions: i32) -> Option<i32> {
+        let cur = self.current.lock().unwrap();
+        cur.get(topic).copied().filter(|&p| p < num_partitions)
+    }
+
     /// The sticky partition of `topic`, choosing one if there is none yet.
     ///
     /// `available` lists partitions that have a leader; when empty, any of `num_partitions`.

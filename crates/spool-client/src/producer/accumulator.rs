@@ -10,25 +10,20 @@
 //! - at most one batch per partition is in flight, so retries cannot reorder records;
 //! - a batch not delivered within `delivery_timeout` of its creation fails.
 
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use spool_protocol::records::BatchBuilder;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::RecordMetadata;
+use super::delivery::{Completer, DeliveryFuture};
 use crate::error::Result;
 
 /// A topic-partition; the topic name is shared by every batch and record of the topic.
 pub(crate) type Tp = (Arc<str>, i32);
-
-/// Where one record's outcome goes.
-pub(crate) struct Delivery {
-    pub timestamp: i64,
-    pub tx: oneshot::Sender<Result<RecordMetadata>>,
-}
 
 /// One batch of records for one partition.
 pub(crate) struct ProducerBatch {
@@ -40,7 +35,10 @@ pub(crate) struct ProducerBatch {
     pub built: Option<Bytes>,
     /// Producer id, epoch and base sequence written into `built`.
     pub stamped: Option<(i64, i16, i32)>,
-    pub deliveries: Vec<Delivery>,
+    /// Records appended so far.
+    pub records: i32,
+    /// Completes the records' delivery futures.
+    pub completer: Completer,
     pub created: Instant,
     /// Sends so far.
     pub attempts: u32,
@@ -51,7 +49,7 @@ pub(crate) struct ProducerBatch {
 
 impl ProducerBatch {
     pub fn record_count(&self) -> i32 {
-        self.deliveries.len() as i32
+        self.records
     }
 
     /// Encoded size: exact once built, the uncompressed estimate before.
@@ -66,24 +64,7 @@ impl ProducerBatch {
     /// Completes every record of the batch. Offsets are `base_offset + index` (or -1 when
     /// unknown); timestamps are the log-append time when the broker set one.
     pub fn complete(self, result: Result<(i64, i64)>) {
-        let topic = self.tp.0.clone();
-        let partition = self.tp.1;
-        for (i, d) in self.deliveries.into_iter().enumerate() {
-            let r = match &result {
-                Ok((base, log_append_time)) => Ok(RecordMetadata {
-                    topic: topic.clone(),
-                    partition,
-                    offset: if *base >= 0 { base + i as i64 } else { -1 },
-                    timestamp: if *log_append_time >= 0 {
-                        *log_append_time
-                    } else {
-                        d.timestamp
-                    },
-                }),
-                Err(e) => Err(e.clone()),
-            };
-            let _ = d.tx.send(r);
-        }
+        self.completer.complete(result);
     }
 }
 
@@ -97,7 +78,7 @@ struct PartitionQueue {
 pub(crate) enum Append {
     /// The record is in a batch; `new_batch` when it started one.
     Appended {
-        rx: oneshot::Receiver<Result<RecordMetadata>>,
+        delivery: DeliveryFuture,
         new_batch: bool,
     },
     /// The record would have started a new batch and the caller asked to be told first (the
@@ -123,7 +104,7 @@ pub(crate) struct Accumulator {
     batch_size: usize,
     linger: Duration,
     delivery_timeout: Duration,
-    queues: HashMap<Tp, PartitionQueue>,
+    queues: FxHashMap<Tp, PartitionQueue>,
     next_id: u64,
     /// Ids of batches not yet completed (queued or in flight).
     incomplete: BTreeSet<u64>,
@@ -140,7 +121,7 @@ impl Accumulator {
             batch_size,
             linger,
             delivery_timeout,
-            queues: HashMap::new(),
+            queues: FxHashMap::default(),
             next_id: 0,
             incomplete: BTreeSet::new(),
             flush_upto: 0,
@@ -167,14 +148,16 @@ impl Accumulator {
         if let Some(last) = queue.batches.back_mut() {
             if let Some(builder) = last.builder.as_mut() {
                 if builder.try_append(timestamp, key, value, headers) {
-                    let (tx, rx) = oneshot::channel();
-                    last.deliveries.push(Delivery { timestamp, tx });
+                    let delivery =
+                        last.completer
+                            .future(tp.0.clone(), tp.1, last.records, timestamp);
+                    last.records += 1;
                     match last.memory.as_mut() {
                         Some(m) => m.merge(permit),
                         None => last.memory = Some(permit),
                     }
                     return Append::Appended {
-                        rx,
+                        delivery,
                         new_batch: false,
                     };
                 }
@@ -188,7 +171,8 @@ impl Accumulator {
         let mut builder = BatchBuilder::new(size);
         let appended = builder.try_append(timestamp, key, value, headers);
         debug_assert!(appended, "an empty batch accepts any record");
-        let (tx, rx) = oneshot::channel();
+        let completer = Completer::new();
+        let delivery = completer.future(tp.0.clone(), tp.1, 0, timestamp);
         let id = self.next_id;
         self.next_id += 1;
         self.incomplete.insert(id);
@@ -198,14 +182,15 @@ impl Accumulator {
             builder: Some(builder),
             built: None,
             stamped: None,
-            deliveries: vec![Delivery { timestamp, tx }],
+            records: 1,
+            completer,
             created: now,
             attempts: 0,
             retry_at: None,
             memory: Some(permit),
         });
         Append::Appended {
-            rx,
+            delivery,
             new_batch: true,
         }
     }

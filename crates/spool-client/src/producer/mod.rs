@@ -11,15 +11,14 @@
 //! ```
 
 mod accumulator;
+mod delivery;
 mod idempotence;
 mod sender;
 
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -27,7 +26,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 use spool_protocol::records::BatchBuilder;
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::cluster::{Client, TopicInfo};
@@ -35,6 +34,7 @@ use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 use accumulator::{Accumulator, Append};
+pub use delivery::DeliveryFuture;
 use idempotence::ProducerIdState;
 
 /// A record to send.
@@ -103,23 +103,6 @@ pub struct RecordMetadata {
     pub timestamp: i64,
 }
 
-/// Resolves when the broker has acknowledged (or definitively rejected) one record.
-#[derive(Debug)]
-#[must_use = "a delivery future reports whether the record was written"]
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::Closed("producer"))))
-    }
-}
-
 /// State shared by the producer handles, the sender task and its request tasks.
 pub(crate) struct Shared {
     client: Client,
@@ -138,7 +121,7 @@ pub(crate) struct Shared {
     /// Produce requests outstanding per broker.
     in_flight: Mutex<HashMap<i32, usize>>,
     /// Interned topic names shared by batches and results.
-    names: Mutex<HashMap<String, Arc<str>>>,
+    names: Mutex<FxHashMap<String, Arc<str>>>,
 }
 
 impl Shared {
@@ -225,7 +208,7 @@ impl Producer {
             sticky: StickyPartitioner::default(),
             fatal: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
-            names: Mutex::new(HashMap::new()),
+            names: Mutex::new(FxHashMap::default()),
             config,
         });
         let sender = tokio::spawn(sender::run(shared.clone()));
@@ -271,8 +254,18 @@ impl Producer {
         if size > max {
             return Err(Error::RecordTooLarge { size, max });
         }
-        let deadline = Instant::now() + s.config.max_block;
-        let topic = self.wait_for_topic(&record.topic, deadline).await?;
+        // One clock read serves the deadline and the batch's creation time; the fast paths
+        // below (cached metadata, free buffer memory) skip the timers their slow paths need.
+        let mut now = Instant::now();
+        let deadline = now + s.config.max_block;
+        let topic = match s.client.cached_topic(&record.topic) {
+            Some(t) if t.partition_count() > 0 => t,
+            _ => {
+                let t = self.wait_for_topic(&record.topic, deadline).await?;
+                now = Instant::now();
+                t
+            }
+        };
         let count = topic.partition_count();
         let mut partition = match (record.partition, key) {
             (Some(p), _) => {
@@ -286,24 +279,31 @@ impl Producer {
                 p
             }
             (None, Some(k)) => partition_for_key(k, count),
-            (None, None) => s
-                .sticky
-                .partition(&record.topic, count, &topic.available_partitions()),
+            (None, None) => s.sticky.current(&record.topic, count).unwrap_or_else(|| {
+                s.sticky
+                    .partition(&record.topic, count, &topic.available_partitions())
+            }),
         };
-        let permit = match tokio::time::timeout_at(
-            deadline.into(),
-            s.memory.clone().acquire_many_owned(size as u32),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(Error::Closed("producer")),
-            Err(_) => {
-                return Err(Error::Timeout {
-                    what: "waiting for buffer memory".into(),
-                    after: s.config.max_block,
-                })
-            }
+        let permit = match s.memory.clone().try_acquire_many_owned(size as u32) {
+            Ok(p) => p,
+            Err(_) => match tokio::time::timeout_at(
+                deadline.into(),
+                s.memory.clone().acquire_many_owned(size as u32),
+            )
+            .await
+            {
+                Ok(Ok(p)) => {
+                    now = Instant::now();
+                    p
+                }
+                Ok(Err(_)) => return Err(Error::Closed("producer")),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        what: "waiting for buffer memory".into(),
+                        after: s.config.max_block,
+                    })
+                }
+            },
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let name = s.topic_name(&record.topic);
@@ -323,15 +323,18 @@ impl Producer {
                     &headers,
                     permit.take().expect("permit present"),
                     abort_on_new_batch,
-                    Instant::now(),
+                    now,
                 )
             };
             match outcome {
-                Append::Appended { rx, new_batch } => {
+                Append::Appended {
+                    delivery,
+                    new_batch,
+                } => {
                     if new_batch {
                         s.wake.notify_one();
                     }
-                    return Ok(DeliveryFuture { rx });
+                    return Ok(delivery);
                 }
                 Append::WouldStartBatch(p) => {
                     // Keyless records move to another partition when a batch completes.
