@@ -132,8 +132,9 @@ pub struct ProducerConfig {
     /// `retries` (effectively unbounded; `delivery_timeout` bounds them).
     pub retries: u32,
     /// `max.in.flight.requests.per.connection` (5, the most idempotence allows): produce
-    /// requests outstanding per broker. Each partition has at most one batch in flight, which
-    /// keeps records in order across retries.
+    /// requests outstanding per broker. An idempotent producer may have that many batches of
+    /// one partition in flight (their sequence numbers keep retries in order); otherwise each
+    /// partition has at most one batch in flight, which keeps records in order across retries.
     pub max_in_flight_requests_per_connection: usize,
 }
 

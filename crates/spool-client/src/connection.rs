@@ -16,6 +16,8 @@
 //! - Generic over `AsyncRead + AsyncWrite`, so tests run it over `tokio::io::duplex`.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -73,6 +75,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// Why the connection is dead (or that it closed).
+    fn poison_error(&self) -> Error {
+        self.state
+            .lock()
+            .unwrap()
+            .poisoned
+            .clone()
+            .unwrap_or_else(|| Error::Disconnected {
+                addr: self.addr.clone(),
+                reason: "connection closed".into(),
+            })
+    }
+
     /// Marks the connection dead and fails everything waiting. Idempotent: the first reason wins.
     fn poison(&self, reason: impl Into<String>) {
         let (err, pending) = {
@@ -285,6 +300,48 @@ impl Connection {
         timeout: Duration,
         encode: impl FnOnce(&mut BytesMut) -> std::result::Result<(), String>,
     ) -> Result<Bytes> {
+        self.start_round_trip(api, version, request_header_version, timeout, encode)
+            .await?
+            .await
+    }
+
+    /// Sends `req` at `version`; once this returns the request is queued on the socket behind
+    /// every request sent before it, and the returned future waits (up to the request timeout)
+    /// for its response. The producer relies on that order for several batches of one partition
+    /// in flight.
+    pub async fn start<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<Pin<Box<dyn Future<Output = Result<R::Response>> + Send>>>
+    where
+        R::Response: Send + 'static,
+    {
+        let api = api_key::<R>()?;
+        let response = self
+            .start_round_trip(
+                api,
+                version,
+                R::header_version(version),
+                self.options.request_timeout,
+                |buf| req.encode(buf, version).map_err(|e| e.to_string()),
+            )
+            .await?;
+        Ok(Box::pin(async move {
+            let mut body = response.await?;
+            R::Response::decode(&mut body, version)
+                .map_err(|e| Error::protocol(format!("decoding {api:?} v{version} response"), e))
+        }))
+    }
+
+    async fn start_round_trip(
+        &self,
+        api: ApiKey,
+        version: i16,
+        request_header_version: i16,
+        timeout: Duration,
+        encode: impl FnOnce(&mut BytesMut) -> std::result::Result<(), String>,
+    ) -> Result<Pin<Box<dyn Future<Output = Result<Bytes>> + Send>>> {
         let (frame, correlation_id) = self.encode(api, version, request_header_version, encode)?;
         let (tx, rx) = oneshot::channel();
         {
@@ -310,26 +367,23 @@ impl Connection {
                 .remove(&correlation_id);
             return Err(e);
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(self.poison_error()),
-            Err(_) => {
-                self.shared
-                    .state
-                    .lock()
-                    .unwrap()
-                    .pending
-                    .remove(&correlation_id);
-                // The response may still arrive, or the stream may be stuck; either way this
-                // connection can no longer be trusted (Kafka's client disconnects here too).
-                self.shared
-                    .poison(format!("{api:?} request timed out after {timeout:?}"));
-                Err(Error::Timeout {
-                    what: format!("{api:?} request to {}", self.addr()),
-                    after: timeout,
-                })
+        let shared = self.shared.clone();
+        Ok(Box::pin(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(shared.poison_error()),
+                Err(_) => {
+                    shared.state.lock().unwrap().pending.remove(&correlation_id);
+                    // The response may still arrive, or the stream may be stuck; either way this
+                    // connection can no longer be trusted (Kafka's client disconnects here too).
+                    shared.poison(format!("{api:?} request timed out after {timeout:?}"));
+                    Err(Error::Timeout {
+                        what: format!("{api:?} request to {}", shared.addr),
+                        after: timeout,
+                    })
+                }
             }
-        }
+        }))
     }
 
     fn encode(
@@ -378,16 +432,7 @@ impl Connection {
     }
 
     fn poison_error(&self) -> Error {
-        self.shared
-            .state
-            .lock()
-            .unwrap()
-            .poisoned
-            .clone()
-            .unwrap_or_else(|| Error::Disconnected {
-                addr: self.addr().to_string(),
-                reason: "connection closed".into(),
-            })
+        self.shared.poison_error()
     }
 
     fn timed_out(&self, api: ApiKey) -> Error {

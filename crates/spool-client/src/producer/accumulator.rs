@@ -7,7 +7,11 @@
 //! - a record joins the newest batch of its partition if it fits, else starts a new batch;
 //! - a partition's first batch is *ready* when it is full (a newer batch exists), its `linger`
 //!   has passed, a flush covers it, or the producer is closing;
-//! - at most one batch per partition is in flight, so retries cannot reorder records;
+//! - at most `max_in_flight_per_partition` batches per partition are in flight: one unless the
+//!   producer is idempotent, whose sequence numbers let the broker refuse a batch that overtook
+//!   a failed one (then up to five, as Kafka allows); a retried batch waits until nothing of its
+//!   partition is in flight, and batches are requeued in creation order, so retries cannot
+//!   reorder records;
 //! - a batch not delivered within `delivery_timeout` of its creation fails.
 
 use rustc_hash::FxHashMap;
@@ -71,7 +75,7 @@ impl ProducerBatch {
 #[derive(Default)]
 struct PartitionQueue {
     batches: VecDeque<ProducerBatch>,
-    in_flight: bool,
+    in_flight: usize,
 }
 
 /// What [`Accumulator::append`] did.
@@ -113,6 +117,8 @@ pub(crate) struct Accumulator {
     closing: bool,
     /// Rotates where draining starts so no partition starves.
     drain_start: usize,
+    /// Batches of one partition that may be in flight at once.
+    max_in_flight_per_partition: usize,
 }
 
 impl Accumulator {
@@ -127,7 +133,14 @@ impl Accumulator {
             flush_upto: 0,
             closing: false,
             drain_start: 0,
+            max_in_flight_per_partition: 1,
         }
+    }
+
+    /// Batches of one partition allowed in flight at once (1 keeps order without sequence
+    /// numbers; an idempotent producer may allow up to 5).
+    pub fn set_max_in_flight_per_partition(&mut self, max: usize) {
+        self.max_in_flight_per_partition = max.max(1);
     }
 
     /// Appends one record to `tp`. When `abort_on_new_batch` and the record does not fit the
@@ -244,7 +257,7 @@ impl Accumulator {
         }
         for tp in keys {
             let queue = self.queues.get_mut(&tp).expect("key from map");
-            if queue.in_flight {
+            if queue.in_flight >= self.max_in_flight_per_partition {
                 continue;
             }
             // Expire from the front: batches are queued in creation order.
@@ -260,6 +273,11 @@ impl Accumulator {
             let Some(front) = queue.batches.front() else {
                 continue;
             };
+            // A retry goes alone: the batches that were in flight with it may have failed
+            // behind it and must come back first, in order.
+            if front.attempts > 0 && queue.in_flight > 0 {
+                continue;
+            }
             let deadline = front.created + self.delivery_timeout;
             let mut wake = deadline;
             let ready_at = match front.retry_at {
@@ -296,29 +314,39 @@ impl Accumulator {
             *used += front.size();
             let mut batch = queue.batches.pop_front().expect("front exists");
             batch.retry_at = None;
-            queue.in_flight = true;
+            queue.in_flight += 1;
+            if !queue.batches.is_empty() && queue.in_flight < self.max_in_flight_per_partition {
+                // The next batch may go in the next request: come back at once.
+                out.next_wake = Some(now);
+            }
             out.by_broker.entry(broker).or_default().push(batch);
         }
         self.queues
-            .retain(|_, q| !q.batches.is_empty() || q.in_flight);
+            .retain(|_, q| !q.batches.is_empty() || q.in_flight > 0);
         out
     }
 
-    /// Puts a batch that will be retried back at the front of its partition.
+    /// Puts a batch that will be retried back in its partition's queue, ahead of every batch
+    /// created after it.
     pub fn reenqueue(&mut self, batch: ProducerBatch) {
         let queue = self.queues.entry(batch.tp.clone()).or_default();
-        queue.in_flight = false;
-        queue.batches.push_front(batch);
+        queue.in_flight = queue.in_flight.saturating_sub(1);
+        let at = queue
+            .batches
+            .iter()
+            .position(|b| b.id > batch.id)
+            .unwrap_or(queue.batches.len());
+        queue.batches.insert(at, batch);
     }
 
     /// Marks an in-flight batch finished (the caller completes its records).
     pub fn finish(&mut self, batch: &ProducerBatch) {
         self.incomplete.remove(&batch.id);
         if let Some(q) = self.queues.get_mut(&batch.tp) {
-            q.in_flight = false;
+            q.in_flight = q.in_flight.saturating_sub(1);
         }
         self.queues
-            .retain(|_, q| !q.batches.is_empty() || q.in_flight);
+            .retain(|_, q| !q.batches.is_empty() || q.in_flight > 0);
     }
 
     /// Removes every queued (not in-flight) batch, e.g. to fail them after a fatal error.
@@ -330,7 +358,7 @@ impl Accumulator {
         for b in &out {
             self.incomplete.remove(&b.id);
         }
-        self.queues.retain(|_, q| q.in_flight);
+        self.queues.retain(|_, q| q.in_flight > 0);
         out
     }
 }
@@ -385,6 +413,77 @@ mod tests {
             |_| true,
         );
         assert!(d2.by_broker.is_empty());
+    }
+
+    /// Three full batches of one partition queued, and a fourth still open.
+    fn three_full_batches(a: &mut Accumulator, sem: &Arc<Semaphore>, now: Instant) {
+        for _ in 0..4 {
+            // 150 bytes of value in a 200-byte batch: each record starts a new batch.
+            add(a, sem, 0, &[1; 150], now);
+        }
+    }
+
+    #[test]
+    fn an_idempotent_partition_pipelines_batches_in_order_and_retries_go_alone() {
+        let sem = Arc::new(Semaphore::new(10_000));
+        let mut a = acc(200);
+        a.set_max_in_flight_per_partition(5);
+        let now = Instant::now();
+        three_full_batches(&mut a, &sem, now);
+        let drain = |a: &mut Accumulator| {
+            a.drain(now, true, 1 << 20, |_| Some(1), |_| true)
+                .by_broker
+                .remove(&1)
+                .unwrap_or_default()
+        };
+        // One batch of a partition per request, but the next request may carry the next one.
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            let mut d = drain(&mut a);
+            assert_eq!(d.len(), 1);
+            sent.push(d.remove(0));
+        }
+        assert_eq!(sent.iter().map(|b| b.id).collect::<Vec<_>>(), [0, 1, 2]);
+        // The first two fail and come back (in any order): they are requeued by creation order,
+        // ahead of the batch that never left.
+        let mut second = sent.remove(1);
+        let mut first = sent.remove(0);
+        first.attempts = 1;
+        second.attempts = 1;
+        a.reenqueue(second);
+        a.reenqueue(first);
+        // Batch 2 is still in flight: the retry waits for it.
+        assert!(
+            drain(&mut a).is_empty(),
+            "a retry waits for its partition's in-flight batches"
+        );
+        a.finish(&sent[0]);
+        let order: Vec<u64> = (0..2)
+            .map(|_| {
+                let d = drain(&mut a);
+                assert_eq!(d.len(), 1);
+                let id = d[0].id;
+                a.finish(&d[0]);
+                id
+            })
+            .collect();
+        assert_eq!(order, [0, 1], "retried batches go first, oldest first");
+        // The last batch is still open (lingering) until its linger passes.
+        let later = now + Duration::from_millis(10);
+        let d = a.drain(later, true, 1 << 20, |_| Some(1), |_| true);
+        assert_eq!(d.by_broker[&1][0].id, 3);
+    }
+
+    #[test]
+    fn without_idempotence_a_partition_has_one_batch_in_flight() {
+        let sem = Arc::new(Semaphore::new(10_000));
+        let mut a = acc(200);
+        let now = Instant::now();
+        three_full_batches(&mut a, &sem, now);
+        let d = a.drain(now, true, 1 << 20, |_| Some(1), |_| true);
+        assert_eq!(d.by_broker[&1].len(), 1);
+        let d = a.drain(now, true, 1 << 20, |_| Some(1), |_| true);
+        assert!(d.by_broker.is_empty());
     }
 
     #[test]

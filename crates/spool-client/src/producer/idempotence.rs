@@ -76,8 +76,8 @@ impl ProducerIdState {
         matches!(stamp, Some((p, e, _)) if p == self.producer_id && e == self.epoch)
     }
 
-    /// Gives back the sequences of a batch the broker definitely rejected. Only valid while it
-    /// is the partition's latest batch, which holds with one batch in flight per partition.
+    /// Gives back the sequences of a batch that was stamped and then not sent (its build
+    /// failed). Only valid while it is the partition's latest stamped batch, as it is then.
     pub fn rollback(&mut self, tp: &Tp, stamp: (i64, i16, i32)) {
         if stamp.0 == self.producer_id && stamp.1 == self.epoch {
             self.next_sequence.insert(tp.clone(), stamp.2);

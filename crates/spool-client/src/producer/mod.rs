@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     fatal: Mutex<Option<Error>>,
     /// Produce requests outstanding per broker.
     in_flight: Mutex<HashMap<i32, usize>>,
+    /// The order produce requests are written in, per broker.
+    write_order: sender::WriteOrder,
     /// Interned topic names shared by batches and results.
     names: Mutex<FxHashMap<String, Arc<str>>>,
 }
@@ -209,6 +211,7 @@ impl Producer {
             fatal: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
             names: Mutex::new(FxHashMap::default()),
+            write_order: sender::WriteOrder::default(),
             config,
         });
         let sender = tokio::spawn(sender::run(shared.clone()));

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use indexmap::IndexMap;
@@ -12,6 +12,7 @@ use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, To
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spool_protocol::records::set_producer_state;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::accumulator::ProducerBatch;
@@ -43,7 +44,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let drained = {
             let in_flight = shared.in_flight.lock().unwrap();
             let max = shared.config.max_in_flight_requests_per_connection;
-            shared.acc.lock().unwrap().drain(
+            let mut acc = shared.acc.lock().unwrap();
+            // Sequence numbers make several batches of a partition in flight safe: the broker
+            // refuses one that overtook a failed batch, and it is retried in order.
+            acc.set_max_in_flight_per_partition(if shared.idempotent() { max } else { 1 });
+            acc.drain(
                 now,
                 can_send,
                 shared.config.max_request_size,
@@ -115,7 +120,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 continue;
             }
             *shared.in_flight.lock().unwrap().entry(broker).or_default() += 1;
-            tokio::spawn(produce(shared.clone(), broker, ready));
+            let ticket = shared.write_order.ticket(broker);
+            tokio::spawn(produce(shared.clone(), broker, ready, ticket));
         }
 
         {
@@ -267,7 +273,11 @@ async fn send_request(
     shared: &Shared,
     broker: i32,
     batches: &[ProducerBatch],
+    ticket: u64,
 ) -> Result<Option<Responses>> {
+    // Requests to one broker reach the socket in the order they were drained; the turn passes
+    // on once this one is queued there (or failed).
+    let turn = shared.write_order.wait_turn(broker, ticket).await;
     let conn = shared.client.broker(broker).await?;
     let mut version = conn.version(ApiKey::Produce)?;
     let md = shared.client.metadata();
@@ -309,7 +319,9 @@ async fn send_request(
         conn.send_no_response(&req, version).await?;
         return Ok(None);
     }
-    let resp = conn.send_at(&req, version).await?;
+    let response = conn.start(&req, version).await?;
+    drop(turn);
+    let resp = response.await?;
     let mut out = HashMap::new();
     for t in resp.responses {
         let name = if t.name.is_empty() {
@@ -331,11 +343,11 @@ enum Settle {
 }
 
 /// Sends one Produce request and settles every batch in it.
-async fn produce(shared: Arc<Shared>, broker: i32, mut batches: Vec<ProducerBatch>) {
+async fn produce(shared: Arc<Shared>, broker: i32, mut batches: Vec<ProducerBatch>, ticket: u64) {
     for b in &mut batches {
         b.attempts += 1;
     }
-    let result = send_request(&shared, broker, &batches).await;
+    let result = send_request(&shared, broker, &batches, ticket).await;
     let now = Instant::now();
     let mut settled = Vec::with_capacity(batches.len());
     let mut stale_topics: HashSet<Arc<str>> = HashSet::new();
@@ -451,4 +463,55 @@ fn on_error(
     }
     give_up_sequence(shared, &b, false);
     Settle::Done(b, Err(err))
+}
+
+/// Hands out, per broker, the order in which produce requests go onto the socket: each request
+/// task takes a ticket when the sender drains its batches and waits for its turn before writing.
+/// Several batches of one partition may be in flight, and the broker must see them in sequence
+/// order.
+#[derive(Default)]
+pub(crate) struct WriteOrder {
+    /// Per broker: (next ticket to hand out, ticket whose turn it is).
+    tickets: Mutex<HashMap<i32, (u64, u64)>>,
+    turn_passed: Notify,
+}
+
+impl WriteOrder {
+    pub fn ticket(&self, broker: i32) -> u64 {
+        let mut t = self.tickets.lock().unwrap();
+        let e = t.entry(broker).or_default();
+        e.0 += 1;
+        e.0 - 1
+    }
+
+    /// Waits until `ticket` is next; the turn passes on when the returned guard drops.
+    pub async fn wait_turn(&self, broker: i32, ticket: u64) -> Turn<'_> {
+        loop {
+            let passed = self.turn_passed.notified();
+            tokio::pin!(passed);
+            passed.as_mut().enable();
+            if self.tickets.lock().unwrap().get(&broker).map_or(0, |e| e.1) == ticket {
+                return Turn {
+                    order: self,
+                    broker,
+                };
+            }
+            passed.await;
+        }
+    }
+}
+
+/// The right to write the next produce request to one broker.
+pub(crate) struct Turn<'a> {
+    order: &'a WriteOrder,
+    broker: i32,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Some(e) = self.order.tickets.lock().unwrap().get_mut(&self.broker) {
+            e.1 += 1;
+        }
+        self.order.turn_passed.notify_waiters();
+    }
 }
