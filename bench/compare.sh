@@ -4,6 +4,7 @@
 #   bench/compare.sh                      # full run (~10 min on 2 cores)
 #   SCALE=20 E2E_SECS=3 OUT=/tmp/b.md bench/compare.sh   # smoke test: 1/20 of the records
 #   WARMUP=0 bench/compare.sh             # no unmeasured warm-up round (cold JVM in the first run)
+#   REPEAT=5 bench/compare.sh             # throughput runs (a)-(c) 5 times each (default 3; median)
 #
 # For each broker (Spool first, then Kafka, never both at once) it measures start-to-first-ack
 # and idle RSS, then runs every workload with every client that fits (spool bench, Kafka's
@@ -21,6 +22,7 @@ fi
 SCALE=${SCALE:-1}          # divide record counts by this (smoke tests)
 E2E_SECS=${E2E_SECS:-20}   # duration of the constant-rate latency runs
 RATE=${RATE:-10000}        # their rate, records/s
+REPEAT=${REPEAT:-3}        # runs of each throughput workload per client and broker (median reported)
 OUT=${OUT:-$REPO/BENCHMARKS.md}
 WORK=$(mktemp -d /tmp/spool-compare.XXXXXX)
 RESULTS=$WORK/results.jsonl
@@ -28,8 +30,8 @@ N_SMALL=$((1000000 / SCALE))   # (a) and (c): 100-byte records
 N_BIG=$((200000 / SCALE))      # (b): 1 KiB records, acks=all
 CLK_TCK=$(getconf CLK_TCK)
 CMDLINE="$0 $*"
-[[ $SCALE != 1 || $E2E_SECS != 20 || $RATE != 10000 || ${WARMUP:-1} != 1 ]] &&
-    CMDLINE="SCALE=$SCALE E2E_SECS=$E2E_SECS RATE=$RATE WARMUP=${WARMUP:-1} $CMDLINE"
+[[ $SCALE != 1 || $E2E_SECS != 20 || $RATE != 10000 || ${WARMUP:-1} != 1 || $REPEAT != 3 ]] &&
+    CMDLINE="SCALE=$SCALE E2E_SECS=$E2E_SECS RATE=$RATE WARMUP=${WARMUP:-1} REPEAT=$REPEAT $CMDLINE"
 
 # Kafka's own JVM settings: bin/kafka-server-start.sh sets KAFKA_HEAP_OPTS="-Xmx1G -Xms1G" and
 # bin/kafka-run-class.sh adds these performance options (and -Xmx256M for the tools).
@@ -72,10 +74,12 @@ print(json.dumps(d))' "$@" >> "$RESULTS"
 # broker CPU seconds and peak broker RSS (sampled every 0.1 s) while it ran.
 measure() {
     local broker=$1 wl=$2 client=$3 kind=$4; shift 4
-    local out=$WORK/$broker.$wl.$client.out peak=$WORK/peak
+    local out=$WORK/$broker.$wl.$client.r${REP:-1}.out peak=$WORK/peak
     echo 0 > "$peak"
     ( p=0; while kill -0 "$BPID" 2>/dev/null; do
-          r=$(rss_kb "$BPID"); if (( r > p )); then p=$r; echo "$p" > "$peak"; fi; sleep 0.1
+          # Written aside and renamed: killing the sampler mid-write must not leave an empty file.
+          r=$(rss_kb "$BPID"); if (( r > p )); then p=$r; echo "$p" > "$peak.new"; mv -f "$peak.new" "$peak"; fi
+          sleep 0.1
       done ) &
     local sampler=$!
     local c0 t0 t1 c1 rc
@@ -83,13 +87,14 @@ measure() {
     "$@" > "$out" 2> "$out.err"; rc=$?
     t1=$(now); c1=$(cpu_ticks "$BPID")
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
-    local wall cpu
+    local wall cpu peak_kb
     wall=$(python3 -c "print(round($t1 - $t0, 3))")
     cpu=$(python3 -c "print(round(($c1 - $c0) / $CLK_TCK, 2))")
-    log "$broker $wl $client: rc=$rc wall=${wall}s broker_cpu=${cpu}s peak_rss=$(( $(cat "$peak") / 1024 ))MB"
+    peak_kb=$(cat "$peak" 2>/dev/null); [[ $peak_kb =~ ^[0-9]+$ ]] || peak_kb=0
+    log "$broker $wl $client: rc=$rc wall=${wall}s broker_cpu=${cpu}s peak_rss=$(( peak_kb / 1024 ))MB"
     (( rc == 0 )) || { log "  stderr tail:"; tail -5 "$out.err" >&2; }
     record broker="$broker" workload="$wl" client="$client" kind="$kind" rc="$rc" wall_s="$wall" \
-        cpu_s="$cpu" peak_rss_kb="$(cat "$peak")" out="$out"
+        cpu_s="$cpu" peak_rss_kb="$peak_kb" out="$out" rep="${REP:-1}"
 }
 
 # wait_first_ack BROKER T0: loops a one-record `spool produce` until the broker acknowledges it.
@@ -151,12 +156,23 @@ EOF
     wait_first_ack kafka "$t0" "$ADDR"
 }
 
+# The produce topics of one repetition, named <workload>-<client>-r<rep>.
+produce_topics() {
+    local rep c
+    for ((rep = 1; rep <= REPEAT; rep++)); do
+        for c in spool java kcat; do echo "p1-$c-r$rep:1 p6-$c-r$rep:6 all-$c-r$rep:1"; done
+    done
+}
+
 create_topics() {
     local t
-    for t in p1-spool p1-java p1-kcat all-spool all-java all-kcat lat-spool lat-java e2e-spool; do
+    for t in lat-spool lat-java e2e-spool e2e0-spool $(produce_topics); do
+        local parts=1
+        [[ $t == *:* ]] && { parts=${t#*:}; t=${t%:*}; }
+        [[ $parts == 1 ]] || continue
         "$SPOOL" topics create "$t" --partitions 1 -b "$ADDR" > /dev/null 2>> "$WORK/topics.err" || log "create $t failed"
     done
-    for t in p6-spool p6-java p6-kcat; do
+    for t in $(produce_topics | tr ' ' '\n' | grep ':6$' | cut -d: -f1); do
         "$SPOOL" topics create "$t" --partitions 6 -b "$ADDR" > /dev/null 2>> "$WORK/topics.err" || log "create $t failed"
     done
     sleep 1
@@ -181,26 +197,34 @@ run_workloads() {
         "$SPOOL" bench consume --topic warmup -b "$ADDR" > /dev/null 2>&1
         sleep 1
     fi
-    # (a) 1,000,000 x 100 B, acks=1, 1 partition and 6 partitions
-    for p in 1 6; do
-        measure "$b" "p$p" spool-bench spool "$SPOOL" bench produce --topic "p$p-spool" --partitions "$p" \
-            --record-size 100 --num-records "$N_SMALL" --acks 1 --json -b "$ADDR"
-        measure "$b" "p$p" java-perf java-produce prodperf "p$p-java" "$N_SMALL" 100 -1 1
-        measure "$b" "p$p" kcat kcat-produce kcat -P -q -b "$ADDR" -t "p$p-kcat" -X acks=1 -l "$WORK/rec100.txt"
+    # (a)-(c), REPEAT times each; within a repetition the clients take turns, so slow drift in
+    # the machine or the JVM touches every client alike.
+    for ((REP = 1; REP <= REPEAT; REP++)); do
+        local r=r$REP
+        # (a) 1,000,000 x 100 B, acks=1, 1 partition and 6 partitions
+        for p in 1 6; do
+            measure "$b" "p$p" spool-bench spool "$SPOOL" bench produce --topic "p$p-spool-$r" \
+                --record-size 100 --num-records "$N_SMALL" --acks 1 --json -b "$ADDR"
+            measure "$b" "p$p" java-perf java-produce prodperf "p$p-java-$r" "$N_SMALL" 100 -1 1
+            measure "$b" "p$p" kcat kcat-produce kcat -P -q -b "$ADDR" -t "p$p-kcat-$r" -X acks=1 \
+                -l "$WORK/rec100.txt"
+        done
+        # (b) 200,000 x 1 KiB, acks=all (idempotent producer in all three clients)
+        measure "$b" all spool-bench spool "$SPOOL" bench produce --topic "all-spool-$r" \
+            --record-size 1024 --num-records "$N_BIG" --acks all --json -b "$ADDR"
+        measure "$b" all java-perf java-produce prodperf "all-java-$r" "$N_BIG" 1024 -1 all
+        measure "$b" all kcat kcat-produce kcat -P -q -b "$ADDR" -t "all-kcat-$r" -X acks=all \
+            -X enable.idempotence=true -l "$WORK/rec1k.txt"
+        # (c) consume the 1-partition topic of (a) that spool bench wrote in this repetition
+        measure "$b" consume spool-bench spool "$SPOOL" bench consume --topic "p1-spool-$r" \
+            --num-records "$N_SMALL" --json -b "$ADDR"
+        measure "$b" consume java-perf java-consume "${KAFKA_TOOL_JAVA[@]}" \
+            org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$ADDR" --topic "p1-spool-$r" \
+            --num-records "$N_SMALL" --timeout 30000
+        measure "$b" consume kcat kcat-consume kcat -C -q -b "$ADDR" -t "p1-spool-$r" -o beginning -e \
+            -c "$N_SMALL" -f '%s\n'
     done
-    # (b) 200,000 x 1 KiB, acks=all (idempotent producer in all three clients)
-    measure "$b" all spool-bench spool "$SPOOL" bench produce --topic all-spool --partitions 1 \
-        --record-size 1024 --num-records "$N_BIG" --acks all --json -b "$ADDR"
-    measure "$b" all java-perf java-produce prodperf all-java "$N_BIG" 1024 -1 all
-    measure "$b" all kcat kcat-produce kcat -P -q -b "$ADDR" -t all-kcat -X acks=all -X enable.idempotence=true \
-        -l "$WORK/rec1k.txt"
-    # (c) consume the 1-partition topic of (a) that spool bench wrote
-    measure "$b" consume spool-bench spool "$SPOOL" bench consume --topic p1-spool --num-records "$N_SMALL" \
-        --json -b "$ADDR"
-    measure "$b" consume java-perf java-consume "${KAFKA_TOOL_JAVA[@]}" org.apache.kafka.tools.ConsumerPerformance \
-        --bootstrap-server "$ADDR" --topic p1-spool --num-records "$N_SMALL" --timeout 30000
-    measure "$b" consume kcat kcat-consume kcat -C -q -b "$ADDR" -t p1-spool -o beginning -e -c "$N_SMALL" \
-        -f '%s\n'
+    REP=1
     # (d) latency at a constant rate: producer ack latency (spool bench, ProducerPerformance) and
     # end-to-end produce->consume latency (spool bench e2e), 100 B records, acks=all.
     measure "$b" lat spool-bench spool "$SPOOL" bench produce --topic lat-spool --record-size 100 \
@@ -208,10 +232,13 @@ run_workloads() {
     measure "$b" lat java-perf java-produce prodperf lat-java $((RATE * E2E_SECS)) 100 "$RATE" all
     measure "$b" e2e spool-bench spool "$SPOOL" bench e2e --topic e2e-spool --record-size 100 \
         --duration "$E2E_SECS" --throughput "$RATE" --json -b "$ADDR"
+    # The same without the producer's 5 ms linger, so the broker's share of the latency shows.
+    measure "$b" e2e0 spool-bench spool "$SPOOL" bench e2e --topic e2e0-spool --record-size 100 \
+        --duration "$E2E_SECS" --throughput "$RATE" --linger-ms 0 --json -b "$ADDR"
     # Did every record land? Sum of the end offsets of each produce topic (kcat -Q, latest = -1).
     local t n parts args
-    for t in p1-spool p1-java p1-kcat p6-spool p6-java p6-kcat all-spool all-java all-kcat; do
-        parts=1; [[ $t == p6-* ]] && parts=6
+    for t in $(produce_topics); do
+        parts=${t#*:}; t=${t%:*}
         args=(); for ((n = 0; n < parts; n++)); do args+=(-t "$t:$n:-1"); done
         n=$(kcat -Q -b "$ADDR" "${args[@]}" 2>/dev/null | awk '/offset/ {s += $NF} END {print s + 0}')
         record broker="$b" workload="verify-$t" client=- kind=verify topic="$t" end_offsets="$n"

@@ -24,7 +24,7 @@ CLIENTS = {
     "java-perf": "Kafka ProducerPerformance / ConsumerPerformance (Java client 4.3.1)",
     "kcat": "kcat 1.7.1 (librdkafka 2.0.2)",
 }
-SIZES = {"p1": 100, "p6": 100, "all": 1024, "lat": 100, "e2e": 100, "consume": 100}
+SIZES = {"p1": 100, "p6": 100, "all": 1024, "lat": 100, "e2e": 100, "e2e0": 100, "consume": 100}
 
 
 def read(path: str) -> str:
@@ -83,16 +83,6 @@ def parse(r: dict) -> dict:
     return m
 
 
-runs: dict = {}
-meta: dict = {}
-for r in rows:
-    if r["client"] == "-":
-        meta[(r["broker"], r["workload"])] = r
-    else:
-        r["m"] = parse(r)
-        runs[(r["broker"], r["workload"], r["client"])] = r
-
-
 def fmt(v, digits=None) -> str:
     if v is None:
         return "–"
@@ -101,6 +91,52 @@ def fmt(v, digits=None) -> str:
     if digits is None:
         digits = 0 if abs(v) >= 1000 else (1 if abs(v) >= 10 else (2 if abs(v) >= 1 else 3))
     return f"{v:,.{digits}f}"
+
+
+def median(xs: list):
+    xs = sorted(xs)
+    n = len(xs)
+    return None if n == 0 else (xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2)
+
+
+def combine(reps: list) -> dict:
+    """One client's repetitions of a workload on one broker: the median of every figure (the
+    peak RSS: the largest), the range of records/s, and the first failure if any failed."""
+    if len(reps) == 1:
+        r = reps[0]
+        r["n"] = 1
+        return r
+    ok = [r for r in reps if not r["m"].get("error")]
+    m: dict = {}
+    keys = {k for r in ok for k, v in r["m"].items() if isinstance(v, (int, float))}
+    for k in keys:
+        m[k] = median([r["m"][k] for r in ok if isinstance(r["m"].get(k), (int, float))])
+    failed = [r for r in reps if r["m"].get("error")]
+    if failed:
+        m["error"] = f"{len(failed)} of {len(reps)} runs failed; first: {failed[0]['m']['error']}"
+    rps = [r["m"]["rps"] for r in ok if r["m"].get("rps")]
+    if rps:
+        m["rps_range"] = f"{fmt(min(rps))}–{fmt(max(rps))}"
+    return {
+        "m": m,
+        "n": len(reps),
+        "wall_s": median([r["wall_s"] for r in ok]) if ok else None,
+        "cpu_s": median([r["cpu_s"] for r in ok]) if ok else None,
+        "peak_rss_kb": max((r.get("peak_rss_kb", 0) for r in reps), default=0),
+    }
+
+
+runs: dict = {}
+meta: dict = {}
+grouped: dict = {}
+for r in rows:
+    if r["client"] == "-":
+        meta[(r["broker"], r["workload"])] = r
+    else:
+        r["m"] = parse(r)
+        grouped.setdefault((r["broker"], r["workload"], r["client"]), []).append(r)
+runs = {k: combine(v) for k, v in grouped.items()}
+repeats = max((r["n"] for r in runs.values()), default=1)
 
 
 def ratio(a, b) -> str:
@@ -149,8 +185,9 @@ w("# Benchmarks: Spool vs Apache Kafka")
 w("")
 w("Written by `bench/compare.sh` (do not edit by hand; rerun it). Both brokers ran on the same")
 w("machine in the same run, one after the other, each with its own fresh data directory; the")
-w("ratios below come from that one run. A single run on a small shared VM: treat differences under")
-w("~20% as noise.")
+w(f"ratios below come from that one run. Throughput workloads (a)-(c) ran {repeats} times per client")
+w("and broker: figures are medians, with the range of records/s beside them; latency workloads ran")
+w("once. A small shared VM: treat differences under ~20% as noise.")
 w("")
 w("| | |")
 w("|---|---|")
@@ -170,6 +207,65 @@ w("client. **↑ = throughput, higher is better; ↓ = latency, memory, CPU or t
 w("So a ratio above 1 is good for Spool on ↑ rows and bad on ↓ rows. Broker CPU is the broker")
 w("process's utime+stime during the client run (seconds, all cores); broker RSS is the peak of")
 w("VmRSS sampled every 0.1 s during the run.")
+w("")
+
+# The issue's targets, read off the tables below.
+def quot(a, b):
+    return None if a is None or not b else a / b
+
+
+SHORT = {"spool-bench": "spool bench", "java-perf": "Java perf tools", "kcat": "kcat"}
+
+
+def per_client(wl: str, key: str, want, clients=CLIENTS) -> tuple[str, str]:
+    cells, met = [], []
+    for c in clients:
+        q = quot(get("spool", wl, c, key), get("kafka", wl, c, key))
+        if q is None:
+            continue
+        cells.append(f"{SHORT[c]} {q:.2f}×")
+        met.append(want(q))
+    verdict = "–" if not met else ("yes" if all(met) else ("no" if not any(met) else "partly"))
+    return " · ".join(cells) or "–", verdict
+
+
+w("## Targets (issue 5) in this run")
+w("")
+w("| target | Spool/Kafka in this run | met |")
+w("|---|---|---|")
+for wl, lab in (("p1", "(a) 100 B, 1 partition"), ("p6", "(a) 100 B, 6 partitions"),
+                ("all", "(b) 1 KiB acks=all, Spool fsyncing")):
+    cells, ok = per_client(wl, "rps", lambda q: q >= 2)
+    w(f"| produce throughput ≥ 2× Kafka's, same client: {lab} | {cells} | {ok} |")
+cells, ok = per_client("consume", "rps", lambda q: q >= 2)
+w(f"| consume throughput ≥ 2× Kafka's, same client | {cells} | {ok} |")
+for wl, lab in (("e2e", "linger.ms=5 (default)"), ("e2e0", "linger.ms=0")):
+    cells, ok = per_client(wl, "p99", lambda q: q <= 0.2, clients=["spool-bench"])
+    w(f"| end-to-end p99 at {rate:,}/s ≤ 1/5 of Kafka's, {lab} | {cells} | {ok} |")
+s_h = meta.get(("spool", "final"), {}).get("hwm_kb")
+k_h = meta.get(("kafka", "final"), {}).get("hwm_kb")
+s_i = meta.get(("spool", "idle"), {}).get("rss_kb")
+k_i = meta.get(("kafka", "idle"), {}).get("rss_kb")
+qh, qi = quot(s_h, k_h), quot(s_i, k_i)
+if qh is not None and qi is not None:
+    w(f"| broker RSS ≤ 1/20 of Kafka's | peak 1/{1 / qh:.0f} · idle 1/{1 / qi:.0f} | "
+      f"{'yes' if qh <= 0.05 and qi <= 0.05 else 'no'} |")
+qs = quot(meta.get(("spool", "startup"), {}).get("first_ack_s"), meta.get(("kafka", "startup"), {}).get("first_ack_s"))
+if qs is not None:
+    w(f"| start to first ack ≤ 1/100 of Kafka's | 1/{1 / qs:.0f} | {'yes' if qs <= 0.01 else 'no'} |")
+cells, met = [], []
+for wl in ("p1", "p6", "all"):
+    q = quot(get("spool", wl, "spool-bench", "rps"), get("spool", wl, "kcat", "rps"))
+    if q is not None:
+        cells.append(f"{wl} {q:.2f}×")
+        met.append(q >= 1)
+if cells:
+    verdict = "yes" if all(met) else ("no" if not any(met) else "partly")
+    w(f"| Spool's client ≥ librdkafka against the same (Spool) broker: spool bench ÷ kcat records/s "
+      f"| {' · '.join(cells)} | {verdict} |")
+w("")
+w("kcat's rate includes its process start and reading its input file, which favours the Spool")
+w("client in the last row by a small fixed cost; see the notes at the end.")
 w("")
 
 # start-up
@@ -208,6 +304,7 @@ WORKLOADS = [
     ("consume", f"(c) consume the 1-partition topic of (a): {n_small:,} × 100 B from the earliest offset", "consume"),
     ("lat", f"(d) producer acknowledgement latency at {rate:,} records/s for {e2e_secs} s, 100 B, acks=all", "lat"),
     ("e2e", f"(d) end-to-end latency (produce → consume) at {rate:,} records/s for {e2e_secs} s, 100 B, acks=all", "lat"),
+    ("e2e0", f"(d) the same end-to-end run with linger.ms=0 (the producer sends at once)", "lat"),
 ]
 for wl, title, typ in WORKLOADS:
     w(f"## {title}")
@@ -225,6 +322,9 @@ for wl, title, typ in WORKLOADS:
                 w(f"| {short} — **failed against {b}**: {r['m']['error']} | | | |")
         if typ in ("produce", "consume"):
             w(row(f"{short} — records/s", UP, get("spool", wl, client, "rps"), get("kafka", wl, client, "rps")))
+            if repeats > 1:
+                w(f"| {short} — records/s, range of {repeats} runs | {fmt(get('spool', wl, client, 'rps_range'))} "
+                  f"| {fmt(get('kafka', wl, client, 'rps_range'))} | |")
             w(row(f"{short} — MB/s", UP, get("spool", wl, client, "mbps"), get("kafka", wl, client, "mbps")))
         if typ in ("produce", "lat") and client != "kcat":
             for key, lab in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")):
