@@ -119,16 +119,16 @@ fn copy_dir(
     out: &mut Vec<CopiedFile>,
 ) {
     fs::create_dir_all(dst).unwrap();
-    let Some(names) = dirs.get(src) else {
-        return;
-    };
-    for name in names {
+    let mut created = BTreeSet::new();
+    let names = dirs.get(src).cloned().unwrap_or_default();
+    for name in &names {
         let from = src.join(name);
         let to = dst.join(name);
         let Ok(meta) = fs::metadata(&from) else {
             // Deleted since; its old content is not known. The tests avoid this case.
             continue;
         };
+        created.insert(name.clone());
         if meta.is_dir() {
             copy_dir(&from, &to, files, dirs, tail, out);
             continue;
@@ -143,10 +143,18 @@ fn copy_dir(
         let mut bytes = content[..synced as usize].to_vec();
         bytes.extend_from_slice(&extra);
         fs::write(&to, &bytes).unwrap();
+        // What the disk holds after the cut is durable as it is, for a later cut of the copy.
+        FILES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(canonical(&to), bytes.len() as u64);
         out.push(CopiedFile {
             path: to,
             synced,
             tail: extra,
         });
     }
+    DIRS.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(canonical(dst), created);
 }

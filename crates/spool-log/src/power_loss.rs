@@ -148,46 +148,47 @@ fn read_all(log: &PartitionLog) -> Vec<(BatchHeader, Bytes)> {
     }
 }
 
-/// Writers per case: idempotent producers 100, 101 and a plain (`-1`) one.
+/// Concurrent writers per cycle: two idempotent producers and a plain one.
 const WRITERS: i64 = 3;
+/// Power cuts per case, each on the log recovered from the previous one.
+const CYCLES: i64 = 2;
 
-fn writer_pid(w: i64) -> i64 {
+/// Producer id of writer `w` in `cycle` (fresh ids each cycle, so sequences start at 0); -1 for
+/// the plain writer.
+fn writer_pid(cycle: i64, w: i64) -> i64 {
     if w == WRITERS - 1 {
         -1
     } else {
-        100 + w
+        100 * (cycle + 1) + w
     }
 }
 
-async fn run_case(seed: u64) {
-    let rng = Mutex::new(Rng::new(seed));
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("p");
-    let dst = tmp.path().join("after-power-loss");
-    let (config, cut, total) = {
+/// Runs concurrent writers on `log` (in `src`) and cuts the power after `cut` appends, while
+/// they still run; returns the copy and the offsets acknowledged by then.
+async fn write_and_cut(
+    log: &Arc<PartitionLog>,
+    src: &Path,
+    dst: &Path,
+    rng: &Mutex<Rng>,
+    cycle: i64,
+) -> (Vec<CopiedFile>, BTreeSet<i64>, String) {
+    let (seed, cut, total) = {
         let mut r = rng.lock().unwrap();
-        let config = LogConfig {
-            segment_bytes: r.range(700, 3000),
-            index_interval_bytes: r.range(0, 600) as u32,
-            ..LogConfig::default()
-        };
-        let cut = r.range(1, 160) as usize;
-        (config, cut, cut + r.range(0, 40) as usize)
+        let cut = r.range(1, 120) as usize;
+        (r.next(), cut, cut + r.range(0, 40) as usize)
     };
-    let log = Arc::new(PartitionLog::open(&src, config).unwrap());
     let appended = Arc::new(AtomicUsize::new(0));
     let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
     let cut_reached = Arc::new(tokio::sync::Notify::new());
-
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let (log, appended, acked, cut_reached) = (
-                Arc::clone(&log),
+                Arc::clone(log),
                 Arc::clone(&appended),
                 Arc::clone(&acked),
                 Arc::clone(&cut_reached),
             );
-            let mut r = Rng::new(seed ^ (w as u64 + 1) << 32);
+            let mut r = Rng::new(seed ^ ((w as u64 + 1) << 32));
             tokio::spawn(async move {
                 let mut seq = 0;
                 loop {
@@ -199,7 +200,7 @@ async fn run_case(seed: u64) {
                         cut_reached.notify_one();
                     }
                     let records = r.range(1, 5) as i32;
-                    let pid = writer_pid(w);
+                    let pid = writer_pid(cycle, w);
                     let spec = BatchSpec {
                         records,
                         producer_id: pid,
@@ -220,22 +221,14 @@ async fn run_case(seed: u64) {
             })
         })
         .collect();
-
     // The cut, at an instant while the writers (and maybe an fsync round) are running: what was
     // acknowledged first, then what was durable, so every ack is backed by a recorded fsync.
-    if cut <= total {
-        cut_reached.notified().await;
-    }
+    cut_reached.notified().await;
     let acked_at_cut = acked.lock().unwrap().clone();
-    let copied = power_loss_copy(&src, &dst, &mut random_tail(&rng));
+    let copied = power_loss_copy(src, dst, &mut random_tail(rng));
     for w in writers {
         w.await.unwrap();
     }
-    let original = stored_batches(&src);
-    let expected = expected_end(&original, &src, &dst, &copied);
-
-    let recovered = PartitionLog::open(&dst, config).unwrap();
-    let offsets = recovered.offsets();
     let files: Vec<String> = copied
         .iter()
         .map(|c| {
@@ -243,19 +236,59 @@ async fn run_case(seed: u64) {
             format!("{name}: {} synced + {} tail", c.synced, c.tail.len())
         })
         .collect();
-    let ctx = format!("seed {seed}: cut after {cut} of {total} appends; copy: {files:?}");
+    let ctx = format!("cycle {cycle}: cut after {cut} of {total} appends; copy: {files:?}");
+    (copied, acked_at_cut, ctx)
+}
+
+async fn run_case(seed: u64) {
+    let rng = Mutex::new(Rng::new(seed));
+    let tmp = tempfile::tempdir().unwrap();
+    let config = {
+        let mut r = rng.lock().unwrap();
+        LogConfig {
+            segment_bytes: r.range(700, 3000),
+            index_interval_bytes: r.range(0, 600) as u32,
+            ..LogConfig::default()
+        }
+    };
+    let mut src = tmp.path().join("p");
+    let mut log = Arc::new(PartitionLog::open(&src, config).unwrap());
+    for cycle in 0..CYCLES {
+        let dst = tmp.path().join(format!("after-power-loss-{cycle}"));
+        let (copied, acked, ctx) = write_and_cut(&log, &src, &dst, &rng, cycle).await;
+        let ctx = format!("seed {seed}, {ctx}");
+        let original = stored_batches(&src);
+        let expected = expected_end(&original, &src, &dst, &copied);
+        let recovered = PartitionLog::open(&dst, config).unwrap();
+        check_recovered(&recovered, &original, expected, &acked, &ctx).await;
+        log.close().unwrap();
+        (log, src) = (Arc::new(recovered), dst);
+    }
+    log.close().unwrap();
+}
+
+/// The recovered log is exactly the longest intact prefix of the original, holds every
+/// acknowledged offset, has producer state matching it, and takes appends at its end.
+async fn check_recovered(
+    recovered: &PartitionLog,
+    original: &BTreeMap<i64, Stored>,
+    expected: i64,
+    acked: &BTreeSet<i64>,
+    ctx: &str,
+) {
+    let offsets = recovered.offsets();
     assert_eq!(offsets.log_start_offset, 0, "{ctx}");
     assert_eq!(
         offsets.log_end_offset, expected,
         "recovery must cut exactly the torn tail; {ctx}"
     );
-    if let Some(&last_acked) = acked_at_cut.iter().next_back() {
+    if let Some(&last_acked) = acked.iter().next_back() {
         assert!(
             last_acked < offsets.log_end_offset,
             "acknowledged offset {last_acked} lost; {ctx}"
         );
     }
-    let batches = read_all(&recovered);
+    let batches = read_all(recovered);
     let mut next = 0;
     for (h, bytes) in &batches {
         assert_eq!(h.base_offset, next, "{ctx}");
@@ -268,12 +301,19 @@ async fn run_case(seed: u64) {
     assert_eq!(next, expected, "{ctx}");
 
     // Producer state matches the recovered log: each producer's last batch there is a
-    // duplicate (original offsets, nothing written), and its next sequence appends at the end.
-    for w in 0..WRITERS - 1 {
-        let pid = writer_pid(w);
-        let Some((h, bytes)) = batches.iter().rev().find(|(h, _)| h.producer_id == pid) else {
-            continue;
-        };
+    // duplicate (original offsets, nothing written), its next sequence appends at the end, and
+    // a gap is out of order.
+    let pids: BTreeSet<i64> = batches
+        .iter()
+        .map(|(h, _)| h.producer_id)
+        .filter(|&p| p >= 0)
+        .collect();
+    for pid in pids {
+        let (h, bytes) = batches
+            .iter()
+            .rev()
+            .find(|(h, _)| h.producer_id == pid)
+            .unwrap();
         let dup = recovered
             .append(BytesMut::from(&bytes[..]), 0)
             .unwrap_or_else(|e| panic!("retry of producer {pid}: {e}; {ctx}"));
@@ -293,13 +333,13 @@ async fn run_case(seed: u64) {
         };
         let info = recovered.append(next_batch.build(), 0).unwrap();
         assert_eq!((info.base_offset, info.duplicate), (end, false), "{ctx}");
-        let stale = BatchSpec {
+        let gap = BatchSpec {
             sequence: h.last_sequence() + 3,
             ..next_batch
         };
         assert!(
             matches!(
-                recovered.append(stale.build(), 0),
+                recovered.append(gap.build(), 0),
                 Err(LogError::OutOfOrderSequence { .. })
             ),
             "{ctx}"
@@ -308,7 +348,6 @@ async fn run_case(seed: u64) {
     let end = recovered.offsets().log_end_offset;
     assert_eq!(recovered.append(batch(1, 0), 0).unwrap().base_offset, end);
     recovered.sync_to(end).await.unwrap();
-    log.close().unwrap();
 }
 
 /// Seeds run per `cargo test`; `SPOOL_POWER_LOSS_CASES` raises it for a longer soak.
