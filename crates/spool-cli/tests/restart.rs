@@ -92,11 +92,16 @@ impl Drop for Broker {
     }
 }
 
+/// An idempotent batch stamped now (an old timestamp could meet retention).
 fn batch(pid: i64, epoch: i16, sequence: i32, records: usize) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let mut b = BatchBuilder::new(1 << 20);
     for i in 0..records {
         let value = format!("record {i}");
-        assert!(b.try_append(1_700_000_000_000, None, Some(value.as_bytes()), &[]));
+        assert!(b.try_append(now, None, Some(value.as_bytes()), &[]));
     }
     b.build(pid, epoch, sequence, Compression::None).unwrap()
 }
