@@ -15,10 +15,32 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-static FILES: Mutex<BTreeMap<PathBuf, u64>> = Mutex::new(BTreeMap::new());
-static DIRS: Mutex<BTreeMap<PathBuf, BTreeSet<OsString>>> = Mutex::new(BTreeMap::new());
+/// Per file: (when its length was taken, the length).
+static FILES: Mutex<BTreeMap<PathBuf, (u64, u64)>> = Mutex::new(BTreeMap::new());
+/// Per directory: (when it was listed, the entries).
+static DIRS: Mutex<BTreeMap<PathBuf, (u64, BTreeSet<OsString>)>> = Mutex::new(BTreeMap::new());
+/// Orders observations: two syncs of one file or directory may overlap and end in either
+/// order, and the record must keep the one observed last (a later listing has the newer
+/// entries, a later length the newer bytes or a truncation).
+static CLOCK: AtomicU64 = AtomicU64::new(0);
+
+/// A point in the observation order, taken just before a sync.
+pub(crate) fn tick() -> u64 {
+    CLOCK.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Inserts `value` observed at `at` unless something observed later is already there.
+fn keep_latest<V>(map: &mut BTreeMap<PathBuf, (u64, V)>, key: PathBuf, at: u64, value: V) {
+    match map.get(&key) {
+        Some((seen, _)) if *seen > at => {}
+        _ => {
+            map.insert(key, (at, value));
+        }
+    }
+}
 
 fn canonical(path: &Path) -> PathBuf {
     if let Ok(p) = fs::canonicalize(path) {
@@ -33,44 +55,39 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
-/// Records that `f` is durable up to `len` bytes.
-pub(crate) fn file_synced(f: &File, len: u64) {
+/// Records that `f` is durable up to `len` bytes, its length at `at`.
+pub(crate) fn file_synced(f: &File, at: u64, len: u64) {
     let Ok(path) = fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())) else {
         return;
     };
     if path.to_string_lossy().ends_with(" (deleted)") {
         return;
     }
-    FILES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(path, len);
+    let mut files = FILES.lock().unwrap_or_else(PoisonError::into_inner);
+    keep_latest(&mut files, path, at, len);
 }
 
 /// Moves what is known of `from` to `to` (a rename; durable once the directory is synced).
 pub(crate) fn renamed(from: &Path, to: &Path) {
     let mut files = FILES.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(len) = files.remove(&canonical(from)) {
-        files.insert(canonical(to), len);
+    if let Some(seen) = files.remove(&canonical(from)) {
+        files.insert(canonical(to), seen);
     }
 }
 
-/// The entries of `dir` now, for [`dir_synced`] after the sync.
-pub(crate) fn list(dir: &Path) -> Option<BTreeSet<OsString>> {
+/// The entries of `dir` now and when they were listed, for [`dir_synced`] after the sync.
+pub(crate) fn list(dir: &Path) -> Option<(u64, BTreeSet<OsString>)> {
+    let at = tick();
     let entries = fs::read_dir(dir).ok()?;
-    Some(
-        entries
-            .filter_map(|e| e.ok().map(|e| e.file_name()))
-            .collect(),
-    )
+    let names = entries.filter_map(|e| e.ok().map(|e| e.file_name()));
+    Some((at, names.collect()))
 }
 
-/// Records that the entries `names` of `dir` are durable.
-pub(crate) fn dir_synced(dir: &Path, names: Option<BTreeSet<OsString>>) {
-    if let Some(names) = names {
-        DIRS.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(canonical(dir), names);
+/// Records that the entries of `dir` listed before its sync are durable.
+pub(crate) fn dir_synced(dir: &Path, listed: Option<(u64, BTreeSet<OsString>)>) {
+    if let Some((at, names)) = listed {
+        let mut dirs = DIRS.lock().unwrap_or_else(PoisonError::into_inner);
+        keep_latest(&mut dirs, canonical(dir), at, names);
     }
 }
 
@@ -80,7 +97,7 @@ pub(crate) fn synced_len(path: &Path) -> Option<u64> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&canonical(path))
-        .copied()
+        .map(|&(_, len)| len)
 }
 
 /// One file of a power-loss copy.
@@ -113,14 +130,14 @@ pub(crate) fn power_loss_copy(
 fn copy_dir(
     src: &Path,
     dst: &Path,
-    files: &BTreeMap<PathBuf, u64>,
-    dirs: &BTreeMap<PathBuf, BTreeSet<OsString>>,
+    files: &BTreeMap<PathBuf, (u64, u64)>,
+    dirs: &BTreeMap<PathBuf, (u64, BTreeSet<OsString>)>,
     tail: &mut dyn FnMut(&Path, &[u8]) -> Vec<u8>,
     out: &mut Vec<CopiedFile>,
 ) {
     fs::create_dir_all(dst).unwrap();
     let mut created = BTreeSet::new();
-    let names = dirs.get(src).cloned().unwrap_or_default();
+    let names = dirs.get(src).map(|(_, n)| n.clone()).unwrap_or_default();
     for name in &names {
         let from = src.join(name);
         let to = dst.join(name);
@@ -136,8 +153,7 @@ fn copy_dir(
         let content = fs::read(&from).unwrap();
         let synced = files
             .get(&from)
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |&(_, len)| len)
             .min(content.len() as u64);
         let extra = tail(&from, &content[synced as usize..]);
         let mut bytes = content[..synced as usize].to_vec();
@@ -147,7 +163,7 @@ fn copy_dir(
         FILES
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(canonical(&to), bytes.len() as u64);
+            .insert(canonical(&to), (tick(), bytes.len() as u64));
         out.push(CopiedFile {
             path: to,
             synced,
@@ -156,5 +172,5 @@ fn copy_dir(
     }
     DIRS.lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .insert(canonical(dst), created);
+        .insert(canonical(dst), (tick(), created));
 }

@@ -59,20 +59,20 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 pub(crate) fn sync_data(f: &File) -> io::Result<()> {
     // Length taken before the sync: everything written by then is covered by it.
     #[cfg(test)]
-    let len = f.metadata()?.len();
+    let (at, len) = (crate::durability::tick(), f.metadata()?.len());
     f.sync_data()?;
     #[cfg(test)]
-    crate::durability::file_synced(f, len);
+    crate::durability::file_synced(f, at, len);
     Ok(())
 }
 
 /// `fsync`: data and metadata.
 pub(crate) fn sync_all(f: &File) -> io::Result<()> {
     #[cfg(test)]
-    let len = f.metadata()?.len();
+    let (at, len) = (crate::durability::tick(), f.metadata()?.len());
     f.sync_all()?;
     #[cfg(test)]
-    crate::durability::file_synced(f, len);
+    crate::durability::file_synced(f, at, len);
     Ok(())
 }
 
