@@ -240,7 +240,17 @@ async fn write_and_cut(
     (copied, acked_at_cut, ctx)
 }
 
-async fn run_case(seed: u64) {
+/// What the cuts covered, printed at the end (`--nocapture`) so a run shows it tested something.
+#[derive(Debug, Default)]
+struct Tally {
+    cuts: u64,
+    acked_batches: u64,
+    batches_compared: u64,
+    batches_lost_unacked: u64,
+    producers_checked: u64,
+}
+
+async fn run_case(seed: u64, tally: &mut Tally) {
     let rng = Mutex::new(Rng::new(seed));
     let tmp = tempfile::tempdir().unwrap();
     let config = {
@@ -260,7 +270,10 @@ async fn run_case(seed: u64) {
         let original = stored_batches(&src);
         let expected = expected_end(&original, &src, &dst, &copied);
         let recovered = PartitionLog::open(&dst, config).unwrap();
-        check_recovered(&recovered, &original, expected, &acked, &ctx).await;
+        check_recovered(&recovered, &original, expected, &acked, &ctx, tally).await;
+        tally.cuts += 1;
+        tally.acked_batches += acked.len() as u64;
+        tally.batches_lost_unacked += original.range(expected..).count() as u64;
         log.close().unwrap();
         (log, src) = (Arc::new(recovered), dst);
     }
@@ -275,6 +288,7 @@ async fn check_recovered(
     expected: i64,
     acked: &BTreeSet<i64>,
     ctx: &str,
+    tally: &mut Tally,
 ) {
     let offsets = recovered.offsets();
     assert_eq!(offsets.log_start_offset, 0, "{ctx}");
@@ -299,6 +313,7 @@ async fn check_recovered(
         next = h.last_offset() + 1;
     }
     assert_eq!(next, expected, "{ctx}");
+    tally.batches_compared += batches.len() as u64;
 
     // Producer state matches the recovered log: each producer's last batch there is a
     // duplicate (original offsets, nothing written), its next sequence appends at the end, and
@@ -308,6 +323,7 @@ async fn check_recovered(
         .map(|(h, _)| h.producer_id)
         .filter(|&p| p >= 0)
         .collect();
+    tally.producers_checked += pids.len() as u64;
     for pid in pids {
         let (h, bytes) = batches
             .iter()
@@ -364,9 +380,15 @@ async fn acknowledged_records_survive_power_loss_at_random_cuts() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    let mut tally = Tally::default();
     for seed in first..first + cases() {
-        run_case(seed).await;
+        run_case(seed, &mut tally).await;
     }
+    eprintln!("power loss: {tally:?}");
+    assert!(
+        tally.acked_batches > 0 && tally.batches_lost_unacked > 0,
+        "{tally:?}"
+    );
 }
 
 /// The first segment of a new partition is acknowledged from before any roll: its directory
