@@ -36,15 +36,44 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        sync_all(&f)?;
     }
     fs::rename(&tmp, path)?;
+    #[cfg(test)]
+    crate::durability::renamed(&tmp, path);
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Makes creations, renames and deletions inside `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    // Listed before the sync: every entry seen then is covered by it.
+    #[cfg(test)]
+    let names = crate::durability::list(dir);
+    File::open(dir)?.sync_all()?;
+    #[cfg(test)]
+    crate::durability::dir_synced(dir, names);
+    Ok(())
+}
+
+/// `fdatasync`: the file's data (and its size) are durable once this returns.
+pub(crate) fn sync_data(f: &File) -> io::Result<()> {
+    // Length taken before the sync: everything written by then is covered by it.
+    #[cfg(test)]
+    let (at, len) = (crate::durability::tick(), f.metadata()?.len());
+    f.sync_data()?;
+    #[cfg(test)]
+    crate::durability::file_synced(f, at, len);
+    Ok(())
+}
+
+/// `fsync`: data and metadata.
+pub(crate) fn sync_all(f: &File) -> io::Result<()> {
+    #[cfg(test)]
+    let (at, len) = (crate::durability::tick(), f.metadata()?.len());
+    f.sync_all()?;
+    #[cfg(test)]
+    crate::durability::file_synced(f, at, len);
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.

@@ -6,7 +6,7 @@
 //!   └─ PartitionLog per <topic>-<partition>/           one mutex; reads, fsyncs outside it
 //!        ├─ segments: 00000000000000000000.log        batches exactly as received
 //!        │            .index / .timeindex             sparse offset and time indexes
-//!        ├─ producer state (idempotence)              rebuilt from the log or a close snapshot
+//!        ├─ producer state (idempotence)              snapshots at roll/close + replay of the tail
 //!        └─ group commit                              one fdatasync serves all acks=all waiters
 //!
 //! append(BytesMut) -> header/CRC check -> producer rules -> offsets -> pwrite -> indexes
@@ -21,6 +21,8 @@
 //! tracked), replication, tiered storage.
 
 mod config;
+#[cfg(test)]
+mod durability;
 mod error;
 mod fsutil;
 mod index;
@@ -33,6 +35,8 @@ mod segment;
 mod sync;
 pub mod topic_config;
 
+#[cfg(test)]
+mod power_loss;
 #[cfg(test)]
 mod testutil;
 

@@ -26,9 +26,11 @@ use tracing::warn;
 
 use crate::config::LogConfig;
 use crate::error::{io_err, LogError};
-use crate::fsutil::{now_ms, segment_file, write_atomic, LOG_EXT};
+use crate::fsutil::{
+    now_ms, remove_if_exists, segment_file, sync_data, sync_dir, write_atomic, LOG_EXT,
+};
 use crate::producer_state::{ProducerStates, Verdict, PRODUCER_ID_EXPIRATION_MS};
-use crate::recovery::{self, CLEAN_SHUTDOWN_FILE, PRODUCER_SNAPSHOT_FILE};
+use crate::recovery::{self, CLEAN_SHUTDOWN_FILE, SNAPSHOT_EXT};
 use crate::scan;
 use crate::segment::Segment;
 use crate::sync::{Durable, GroupCommit, SyncJob};
@@ -108,11 +110,11 @@ impl PartitionLog {
         let now = now_ms();
         let loaded = recovery::load(dir, config.index_interval_bytes, now)?;
         let segments = loaded.segments;
-        let mut producers = loaded.producers;
+        // Producers whose batches retention deleted are kept, as Kafka keeps them; expiry waits
+        // for `enforce_retention`: it runs on the caller's clock, like appends.
+        let producers = loaded.producers;
         let log_start_offset = segments.front().map_or(0, |s| s.base_offset);
         let next_offset = segments.back().map_or(0, |s| s.next_offset);
-        // Expiry waits for `enforce_retention`: it runs on the caller's clock, like appends.
-        producers.truncate_head(log_start_offset);
         let durable = Durable {
             end: next_offset,
             dir_generation: 0,
@@ -194,6 +196,7 @@ impl PartitionLog {
         }
         set_partition_leader_epoch(&mut batch, self.leader_epoch.load(Ordering::Relaxed));
 
+        let mut snapshot = None;
         let (info, flush_due) = {
             self.commit.check_online()?;
             let mut inner = self.lock();
@@ -213,7 +216,7 @@ impl PartitionLog {
             }
             let base_offset = inner.next_offset;
             if self.should_roll(&inner, &config, &header, batch.len(), now_ms) {
-                self.roll(&mut inner, now_ms)?;
+                snapshot = self.roll(&mut inner, now_ms)?;
             }
             set_base_offset(&mut batch, base_offset);
             header.base_offset = base_offset;
@@ -240,6 +243,9 @@ impl PartitionLog {
             };
             (info, flush_due)
         };
+        if let Some((offset, bytes)) = snapshot {
+            self.write_snapshot(offset, &bytes);
+        }
         if flush_due {
             self.flush()?;
         }
@@ -266,8 +272,9 @@ impl PartitionLog {
         full || old || offsets_overflow
     }
 
-    /// Seals the active segment and starts a new one at the log end.
-    fn roll(&self, inner: &mut Inner, now_ms: i64) -> Result<(), LogError> {
+    /// Seals the active segment and starts a new one at the log end. Returns the producer state
+    /// as of the new segment's base, for the caller to write once the lock is released.
+    fn roll(&self, inner: &mut Inner, now_ms: i64) -> Result<Option<(i64, Vec<u8>)>, LogError> {
         let next = inner.next_offset;
         let active = inner.segments.back_mut().expect("a log has a segment");
         let base = active.base_offset;
@@ -281,7 +288,19 @@ impl PartitionLog {
         ))?;
         inner.segments.push_back(seg);
         inner.segments_created += 1;
-        Ok(())
+        // As Kafka does at a roll: recovery then replays only from here, and the state outlives
+        // the segments retention deletes. Nothing to keep while no producer is known.
+        Ok((inner.producers.len() > 0).then(|| (next, inner.producers.to_snapshot(next))))
+    }
+
+    /// Writes a roll-time snapshot. A failure only costs a longer replay at the next recovery
+    /// (or, after retention, the state of producers idle since), so it is logged, not returned:
+    /// the batch that caused the roll is already written.
+    fn write_snapshot(&self, offset: i64, bytes: &[u8]) {
+        let path = segment_file(&self.dir, offset, SNAPSHOT_EXT);
+        if let Err(e) = write_atomic(&path, bytes) {
+            warn!(snapshot = %path.display(), "writing producer-state snapshot failed: {e}");
+        }
     }
 
     /// Whole batches starting with the one that contains `offset`, as stored.
@@ -482,6 +501,7 @@ impl PartitionLog {
     /// never deleted. Returns the number of segments deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let config = self.config();
+        let mut snapshot = None;
         let removed: Vec<i64> = {
             let mut inner = self.lock();
             if inner.lifecycle != Lifecycle::Open {
@@ -490,7 +510,7 @@ impl PartitionLog {
             let active = inner.segments.back().expect("a log has a segment");
             if !active.is_empty() && active.time_waited_for_roll(now_ms, now_ms) > config.segment_ms
             {
-                self.roll(&mut inner, now_ms)?;
+                snapshot = self.roll(&mut inner, now_ms)?;
             }
             let sealed = inner.segments.len() - 1;
             let mut count = 0;
@@ -516,18 +536,30 @@ impl PartitionLog {
                 .map(|s| s.base_offset)
                 .collect();
             inner.log_start_offset = inner.segments.front().expect("active kept").base_offset;
-            let start = inner.log_start_offset;
-            inner.producers.truncate_head(start);
+            // Producer state outlives the deleted batches (Kafka's behaviour since KIP-360):
+            // only idleness expires it.
             inner.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);
             removed
         };
+        if let Some((offset, bytes)) = snapshot {
+            self.write_snapshot(offset, &bytes);
+        }
+        if removed.is_empty() {
+            return Ok(0);
+        }
         // Oldest first, so an interruption leaves a contiguous log.
         for &base in &removed {
             Segment::delete_files(&self.dir, base).map_err(io_err(
                 "delete segment",
                 segment_file(&self.dir, base, LOG_EXT),
             ))?;
+            // Its snapshot is superseded by the one at the new log start (or by a later one).
+            let path = segment_file(&self.dir, base, SNAPSHOT_EXT);
+            remove_if_exists(&path).map_err(io_err("remove", &path))?;
         }
+        // Deletions not made durable could come back after a power loss, in any order: an old
+        // segment without its successor would look like a gap in the log.
+        sync_dir(&self.dir).map_err(io_err("sync directory", &self.dir))?;
         Ok(removed.len())
     }
 
@@ -546,7 +578,7 @@ impl PartitionLog {
         let durable = self.commit.durable()?;
         if durable.end < inner.next_offset {
             for seg in &inner.segments {
-                seg.file.sync_data().map_err(io_err(
+                sync_data(&seg.file).map_err(io_err(
                     "sync",
                     segment_file(&self.dir, seg.base_offset, LOG_EXT),
                 ))?;
@@ -563,7 +595,7 @@ impl PartitionLog {
             seg.sync_indexes(&self.dir)
                 .map_err(io_err("sync index", &path))?;
         }
-        let snapshot = self.dir.join(PRODUCER_SNAPSHOT_FILE);
+        let snapshot = segment_file(&self.dir, inner.next_offset, SNAPSHOT_EXT);
         write_atomic(&snapshot, &inner.producers.to_snapshot(inner.next_offset))
             .map_err(io_err("write", &snapshot))?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);

@@ -2,9 +2,15 @@
 //!
 //! Per producer id the log keeps the epoch and the sequence/offset ranges of its last five
 //! batches (a producer has at most five requests in flight, so a retry always matches one).
-//! The state survives restarts two ways: after a clean shutdown a snapshot written at close is
-//! loaded when its end offset equals the recovered log end; otherwise it is rebuilt from the batch
-//! headers while recovery scans every segment anyway.
+//! As in Kafka: a retry of one of those five gets the original offsets and no error; an older
+//! retry, or any gap, is OUT_OF_ORDER_SEQUENCE_NUMBER; a lower epoch is INVALID_PRODUCER_EPOCH;
+//! an unknown producer (new, or expired) may start at any sequence, so the broker never answers
+//! UNKNOWN_PRODUCER_ID or DUPLICATE_SEQUENCE_NUMBER.
+//!
+//! The state outlives the segments holding a producer's batches (only
+//! [`PRODUCER_ID_EXPIRATION_MS`] of idleness forgets it) and survives restarts through snapshots,
+//! `<offset>.snapshot`, taken at every segment roll and at close: recovery loads the newest one
+//! within the recovered log and replays the batches after it (see `recovery`).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -34,8 +40,6 @@ struct BatchMeta {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
-    /// Last offset the producer wrote; once retention deletes it the producer is forgotten.
-    last_offset: i64,
     /// Broker time of the last append, for expiration.
     last_append_ms: i64,
 }
@@ -55,7 +59,7 @@ pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
 }
 
-/// On-disk form, written at clean shutdown.
+/// On-disk form (JSON; written whole with `write_atomic`, so never torn).
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     /// Log end offset the state corresponds to.
@@ -138,7 +142,6 @@ impl ProducerStates {
             .or_insert_with(|| ProducerEntry {
                 epoch: h.producer_epoch,
                 batches: VecDeque::with_capacity(BATCHES_TO_RETAIN),
-                last_offset: -1,
                 last_append_ms: now_ms,
             });
         if h.producer_epoch != entry.epoch {
@@ -156,15 +159,7 @@ impl ProducerStates {
                 last_offset: h.last_offset(),
             });
         }
-        entry.last_offset = h.last_offset();
         entry.last_append_ms = now_ms;
-    }
-
-    /// Forgets producers whose every batch is before `log_start_offset`, as Kafka does when
-    /// the log start moves: the state then matches what a rebuild from the log would give.
-    pub(crate) fn truncate_head(&mut self, log_start_offset: i64) {
-        self.producers
-            .retain(|_, e| e.last_offset >= log_start_offset);
     }
 
     /// Forgets producers idle for `expiration_ms` or longer.
@@ -280,14 +275,21 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_round_trip_truncate_and_expire() {
+    fn snapshot_round_trip_and_expire() {
         let mut s = ProducerStates::default();
         s.record(&header(1, 0, 0, 1, 0), 10);
         s.record(&header(2, 3, 0, 1, 5), 20);
         let (end, back) = ProducerStates::from_snapshot(&s.to_snapshot(6)).unwrap();
         assert_eq!((end, &back), (6, &s));
-        s.truncate_head(1);
-        assert_eq!(s.len(), 1);
+        s.expire(
+            20 + PRODUCER_ID_EXPIRATION_MS - 1,
+            PRODUCER_ID_EXPIRATION_MS,
+        );
+        assert_eq!(
+            s.len(),
+            1,
+            "only the producer idle for the whole expiration goes"
+        );
         s.expire(20 + PRODUCER_ID_EXPIRATION_MS, PRODUCER_ID_EXPIRATION_MS);
         assert_eq!(s.len(), 0);
         assert!(ProducerStates::from_snapshot(b"{").is_none());

@@ -7,7 +7,8 @@
 //! if any of that does not add up, every segment is walked with CRC checks, which rebuilds the
 //! indexes and the producer state in the same pass. A walk stops at the first torn, corrupt or
 //! non-contiguous batch; the file is cut there and later segments are deleted, so the log is
-//! always the longest valid prefix.
+//! always the longest valid prefix. Producer state then comes from the newest snapshot within the
+//! recovered log plus the batches after it (see [`load`]).
 
 use std::collections::VecDeque;
 use std::fs;
@@ -18,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::error::{io_err, LogError};
 use crate::fsutil::{
-    parse_segment_name, remove_if_exists, segment_file, sync_dir, INDEX_EXT, LOG_EXT,
+    parse_segment_name, remove_if_exists, segment_file, sync_data, sync_dir, INDEX_EXT, LOG_EXT,
     TIME_INDEX_EXT,
 };
 use crate::producer_state::ProducerStates;
@@ -27,8 +28,11 @@ use crate::segment::Segment;
 
 /// Written by `close` after everything else is durable.
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
-/// Producer state as of the log end at close.
-pub(crate) const PRODUCER_SNAPSHOT_FILE: &str = "producer-state.json";
+/// Extension of producer-state snapshots, `<offset, 20 digits>.snapshot` as in Kafka: the state
+/// of every batch below that offset.
+pub(crate) const SNAPSHOT_EXT: &str = "snapshot";
+/// The single close-time snapshot of earlier versions; read once after a clean shutdown.
+const LEGACY_SNAPSHOT_FILE: &str = "producer-state.json";
 
 /// A recovered log.
 pub(crate) struct Loaded {
@@ -37,33 +41,50 @@ pub(crate) struct Loaded {
     pub producers: ProducerStates,
 }
 
+/// What a partition directory holds.
+struct Listing {
+    /// Base offsets of the `.log` files, ascending.
+    segments: Vec<i64>,
+    /// Offsets of the producer-state snapshots, ascending.
+    snapshots: Vec<i64>,
+}
+
 /// Opens (creating if needed) the log in `dir` and brings it to a consistent state.
+///
+/// Producer state comes from the newest snapshot inside the recovered log plus the batches after
+/// it, so it keeps producers whose batches retention deleted; without a usable snapshot it is
+/// rebuilt from the whole log.
 pub(crate) fn load(dir: &Path, index_interval: u32, now_ms: i64) -> Result<Loaded, LogError> {
-    fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-    let bases = list_segments(dir)?;
+    create_dir_durably(dir)?;
+    let listing = list_dir(dir)?;
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let clean = marker.exists();
-    let snapshot_path = dir.join(PRODUCER_SNAPSHOT_FILE);
-    let snapshot = match fs::read(&snapshot_path) {
-        Ok(bytes) => ProducerStates::from_snapshot(&bytes),
-        Err(_) => None,
-    };
-    // Both are single-use: from here on, a crash must lead to a full recovery.
+    let legacy_path = dir.join(LEGACY_SNAPSHOT_FILE);
+    let legacy = fs::read(&legacy_path)
+        .ok()
+        .and_then(|b| ProducerStates::from_snapshot(&b));
+    // The marker is single-use: from here on, a crash must lead to a full recovery.
     remove_if_exists(&marker).map_err(io_err("remove", &marker))?;
-    remove_if_exists(&snapshot_path).map_err(io_err("remove", &snapshot_path))?;
+    remove_if_exists(&legacy_path).map_err(io_err("remove", &legacy_path))?;
     sync_dir(dir).map_err(io_err("sync directory", dir))?;
 
-    let fast = match (clean, snapshot) {
-        (true, Some((end, producers))) => {
-            load_after_clean_shutdown(dir, &bases, index_interval, now_ms)?.and_then(|segments| {
+    let fast = if clean {
+        load_after_clean_shutdown(dir, &listing.segments, index_interval, now_ms)?.and_then(
+            |segments| {
                 let leo = segments.back().map_or(0, |s| s.next_offset);
-                (leo == end).then_some(Loaded {
+                let producers = if listing.snapshots.last() == Some(&leo) {
+                    read_snapshot(dir, leo)
+                } else {
+                    legacy.and_then(|(end, p)| (end == leo).then_some(p))
+                };
+                producers.map(|producers| Loaded {
                     segments,
                     producers,
                 })
-            })
-        }
-        _ => None,
+            },
+        )
+    } else {
+        None
     };
     let mut loaded = match fast {
         Some(loaded) => loaded,
@@ -71,20 +92,75 @@ pub(crate) fn load(dir: &Path, index_interval: u32, now_ms: i64) -> Result<Loade
             if clean {
                 info!(dir = %dir.display(), "clean-shutdown state incomplete, recovering all segments");
             }
-            load_full(dir, &bases, index_interval, now_ms)?
+            load_full(dir, &listing, index_interval, now_ms)?
         }
     };
     if loaded.segments.is_empty() {
         let seg = Segment::create(dir, 0, now_ms).map_err(io_err("create segment", dir))?;
         loaded.segments.push_back(seg);
+        // The first segment's name must be durable before anything is acknowledged from it; the
+        // group commit only syncs the directory for segments created later.
+        sync_dir(dir).map_err(io_err("sync directory", dir))?;
     }
+    let log_start = loaded.segments.front().map_or(0, |s| s.base_offset);
+    let leo = loaded.segments.back().map_or(0, |s| s.next_offset);
+    prune_snapshots(dir, &listing.snapshots, log_start, leo)?;
     Ok(loaded)
 }
 
-/// Base offsets of the `.log` files, ascending. Removes leftovers: temporary files and index
-/// files without a log.
-fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
+/// Creates `dir` if missing, and makes its name durable in its parent: the group commit syncs
+/// the partition directory, never the data directory above it.
+fn create_dir_durably(dir: &Path) -> Result<(), LogError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent).map_err(io_err("sync directory", parent))?;
+    }
+    Ok(())
+}
+
+/// Removes snapshots outside `[log_start, leo]`: below, they describe deleted data (a newer one
+/// at or above the log start covers it); above, a cut tail, and a later append reaching their
+/// offset again would make them describe batches that are not in the log.
+fn prune_snapshots(
+    dir: &Path,
+    snapshots: &[i64],
+    log_start: i64,
+    leo: i64,
+) -> Result<(), LogError> {
+    let mut removed = false;
+    for &offset in snapshots {
+        if offset < log_start || offset > leo {
+            let path = segment_file(dir, offset, SNAPSHOT_EXT);
+            remove_if_exists(&path).map_err(io_err("remove", &path))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir).map_err(io_err("sync directory", dir))?;
+    }
+    Ok(())
+}
+
+/// The snapshot at `offset`, `None` if missing or unreadable (or not for that offset).
+fn read_snapshot(dir: &Path, offset: i64) -> Option<ProducerStates> {
+    let path = segment_file(dir, offset, SNAPSHOT_EXT);
+    let bytes = fs::read(&path).ok()?;
+    match ProducerStates::from_snapshot(&bytes) {
+        Some((end, state)) if end == offset => Some(state),
+        _ => {
+            warn!(snapshot = %path.display(), "ignoring unreadable producer-state snapshot");
+            None
+        }
+    }
+}
+
+/// Segment and snapshot files. Removes leftovers: temporary files and index files without a log.
+fn list_dir(dir: &Path) -> Result<Listing, LogError> {
     let mut logs = Vec::new();
+    let mut snapshots = Vec::new();
     let mut indexes = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
         let entry = entry.map_err(io_err("list", dir))?;
@@ -92,6 +168,8 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
         let Some(name) = name.to_str() else { continue };
         if let Some(base) = parse_segment_name(name, LOG_EXT) {
             logs.push(base);
+        } else if let Some(offset) = parse_segment_name(name, SNAPSHOT_EXT) {
+            snapshots.push(offset);
         } else if let Some(base) =
             parse_segment_name(name, INDEX_EXT).or_else(|| parse_segment_name(name, TIME_INDEX_EXT))
         {
@@ -102,12 +180,16 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
         }
     }
     logs.sort_unstable();
+    snapshots.sort_unstable();
     for (base, path) in indexes {
         if logs.binary_search(&base).is_err() {
             remove_if_exists(&path).map_err(io_err("remove", &path))?;
         }
     }
-    Ok(logs)
+    Ok(Listing {
+        segments: logs,
+        snapshots,
+    })
 }
 
 /// The fast path. `None` when the files contradict each other (the caller then recovers
@@ -153,10 +235,11 @@ fn load_after_clean_shutdown(
 /// The full recovery: every segment walked with CRC checks.
 fn load_full(
     dir: &Path,
-    bases: &[i64],
+    listing: &Listing,
     index_interval: u32,
     now_ms: i64,
 ) -> Result<Loaded, LogError> {
+    let bases = &listing.segments[..];
     let mut segments: VecDeque<Segment> = VecDeque::with_capacity(bases.len());
     let mut producers = ProducerStates::default();
     for (i, &base) in bases.iter().enumerate() {
@@ -194,13 +277,63 @@ fn load_full(
     // Durability of what was recovered, whatever the page cache held before.
     for seg in &segments {
         let path = segment_file(dir, seg.base_offset, LOG_EXT);
-        seg.file.sync_data().map_err(io_err("sync", &path))?;
+        sync_data(&seg.file).map_err(io_err("sync", &path))?;
     }
     sync_dir(dir).map_err(io_err("sync directory", dir))?;
+    let log_start = segments.front().map_or(0, |s| s.base_offset);
+    let leo = segments.back().map_or(0, |s| s.next_offset);
+    for &offset in listing.snapshots.iter().rev() {
+        if offset < log_start || offset > leo {
+            continue;
+        }
+        if let Some(mut from_snapshot) = read_snapshot(dir, offset) {
+            replay(dir, &segments, offset, &mut from_snapshot, now_ms)?;
+            info!(dir = %dir.display(), snapshot = offset, "producer state loaded from snapshot");
+            producers = from_snapshot;
+            break;
+        }
+    }
     Ok(Loaded {
         segments,
         producers,
     })
+}
+
+/// Applies to `producers` the batches of the (already validated) log from offset `from` on.
+fn replay(
+    dir: &Path,
+    segments: &VecDeque<Segment>,
+    from: i64,
+    producers: &mut ProducerStates,
+    now_ms: i64,
+) -> Result<(), LogError> {
+    for seg in segments.iter().filter(|s| s.next_offset > from) {
+        let start = if seg.base_offset >= from {
+            0
+        } else {
+            u64::from(seg.index.lookup((from - seg.base_offset) as u32))
+        };
+        let path = segment_file(dir, seg.base_offset, LOG_EXT);
+        let mut walker = BatchWalker::new(&seg.file, start, seg.size, RECOVERY_CHUNK, false);
+        loop {
+            match walker.next_batch().map_err(io_err("read", &path))? {
+                Walk::Batch { header, .. } => {
+                    if header.base_offset >= from {
+                        producers.record(&header, now_ms);
+                    }
+                }
+                Walk::End => break,
+                Walk::Invalid { pos, error } => {
+                    return Err(LogError::CorruptSegment {
+                        path,
+                        position: pos,
+                        error,
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Walks a segment from its start with CRC checks, rebuilding its indexes and statistics (and
@@ -242,7 +375,7 @@ pub(crate) fn walk_segment(
             "truncating log: {reason}"
         );
         file.set_len(seg.size).map_err(io_err("truncate", path))?;
-        file.sync_data().map_err(io_err("sync", path))?;
+        sync_data(&file).map_err(io_err("sync", path))?;
     }
     Ok(stop.is_none())
 }

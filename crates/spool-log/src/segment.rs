@@ -10,7 +10,7 @@ use std::sync::Arc;
 use spool_protocol::batch::BatchHeader;
 
 use crate::fsutil::{
-    remove_if_exists, segment_file, system_time_ms, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
+    remove_if_exists, segment_file, sync_all, system_time_ms, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
 };
 use crate::index::{OffsetIndex, TimeIndex};
 
@@ -198,7 +198,7 @@ impl Segment {
     pub(crate) fn sync_indexes(&mut self, dir: &Path) -> io::Result<()> {
         if self.indexes_unsynced {
             for ext in [INDEX_EXT, TIME_INDEX_EXT] {
-                File::open(segment_file(dir, self.base_offset, ext))?.sync_all()?;
+                sync_all(&File::open(segment_file(dir, self.base_offset, ext))?)?;
             }
             self.indexes_unsynced = false;
         }

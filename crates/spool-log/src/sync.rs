@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 use crate::error::LogError;
-use crate::fsutil::sync_dir;
+use crate::fsutil::{sync_data, sync_dir};
 
 /// How far the log is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub(crate) struct SyncJob {
 impl SyncJob {
     fn run(&self) -> io::Result<()> {
         for f in &self.files {
-            f.sync_data()?;
+            sync_data(f)?;
         }
         if let Some(dir) = &self.dir {
             sync_dir(dir)?;

@@ -545,23 +545,147 @@ fn producer_state_survives_reopen() {
     }
 }
 
+/// Kafka keeps a producer's state after retention deletes its batches (KIP-360), until
+/// `producer.id.expiration.ms` of idleness; a retry must stay a duplicate across restarts too.
 #[test]
-fn retention_forgets_producers_whose_data_is_gone() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(
-        dir.path(),
-        LogConfig {
+fn retention_keeps_producers_whose_data_is_gone_across_restarts() {
+    for clean in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
             retention_bytes: 0,
             retention_ms: -1,
             ..one_batch_per_segment(1)
-        },
+        };
+        let log = open(dir.path(), config);
+        log.append(idempotent(7, 0, 0, 1), 0).unwrap();
+        log.append(idempotent(7, 0, 1, 1), 0).unwrap();
+        log.append(batch(1, 0), 0).unwrap();
+        assert_eq!(log.enforce_retention(0).unwrap(), 2);
+        assert_eq!(log.offsets().log_start_offset, 2);
+        assert_eq!(log.producer_count(), 1);
+        if clean {
+            log.close().unwrap();
+        }
+        drop(log);
+        let log = open(dir.path(), config);
+        assert_eq!(log.producer_count(), 1, "clean={clean}");
+        let dup = log.append(idempotent(7, 0, 1, 1), 0).unwrap();
+        assert!(dup.duplicate, "clean={clean}");
+        assert_eq!(dup.base_offset, 1, "the original offset, though deleted");
+        assert!(matches!(
+            log.append(idempotent(7, 0, 9, 1), 0),
+            Err(LogError::OutOfOrderSequence {
+                expected: 2,
+                received: 9,
+                ..
+            })
+        ));
+        // Expiry is what forgets it; then any sequence starts afresh.
+        log.enforce_retention(PRODUCER_ID_EXPIRATION_MS).unwrap();
+        assert_eq!(log.producer_count(), 0, "clean={clean}");
+        assert!(!log.append(idempotent(7, 0, 9, 1), 0).unwrap().duplicate);
+    }
+}
+
+/// A snapshot beyond the recovered log end (its data lost to a power cut) must be deleted, not
+/// just skipped: once new batches reach its offset again it would describe the wrong ones.
+#[test]
+fn snapshot_past_a_cut_tail_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_batch_per_segment(1);
+    let log = open(dir.path(), config);
+    for seq in 0..3 {
+        log.append(idempotent(7, 0, seq, 1), 0).unwrap();
+    }
+    drop(log);
+    let snapshots = files(dir.path(), "snapshot");
+    assert_eq!(snapshots.len(), 2, "one per roll: {snapshots:?}");
+    // The cut lost offsets 1 and 2, but the snapshot at 2 survived.
+    for base in [1, 2] {
+        Segment::delete_files(dir.path(), base).unwrap();
+    }
+    fs::remove_file(&snapshots[0]).unwrap();
+    let log = open(dir.path(), config);
+    assert_eq!(log.offsets().log_end_offset, 1);
+    assert!(files(dir.path(), "snapshot").is_empty());
+    // A different history from offset 1 on.
+    assert_eq!(
+        log.append(idempotent(8, 0, 0, 1), 0).unwrap().base_offset,
+        1
     );
-    log.append(idempotent(7, 0, 0, 1), 0).unwrap();
-    log.append(batch(1, 0), 0).unwrap();
-    assert_eq!(log.enforce_retention(0).unwrap(), 1);
-    assert_eq!(log.producer_count(), 0);
-    // Unknown again: any sequence is accepted.
-    assert!(log.append(idempotent(7, 0, 9, 1), 0).is_ok());
+    assert_eq!(
+        log.append(idempotent(8, 0, 1, 1), 0).unwrap().base_offset,
+        2
+    );
+    drop(log);
+    let log = open(dir.path(), config);
+    let next = log.append(idempotent(7, 0, 1, 1), 0).unwrap();
+    assert!(
+        !next.duplicate,
+        "producer 7's sequence 1 is not in this log"
+    );
+    assert_eq!(next.base_offset, 3);
+    assert!(log.append(idempotent(8, 0, 1, 1), 0).unwrap().duplicate);
+}
+
+/// Unclean recovery takes the newest snapshot and replays only the batches after it.
+#[test]
+fn unclean_recovery_starts_from_the_newest_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 2 * idempotent(1, 0, 0, 1).len() as u64,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config);
+    for seq in 0..7 {
+        log.append(idempotent(7, 0, seq, 1), 0).unwrap();
+    }
+    drop(log);
+    let names: Vec<_> = files(dir.path(), "snapshot")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [2, 4, 6].map(|o| format!("{o:020}.snapshot")),
+        "one per roll"
+    );
+    // Rename the producer in the snapshot: only a state loaded from it knows producer 9, and
+    // the replay of the batch after it (offset 6) still brings producer 7.
+    let snapshot = dir.path().join(&names[2]);
+    let state = fs::read_to_string(&snapshot).unwrap();
+    assert!(state.contains("[[7,"), "{state}");
+    fs::write(&snapshot, state.replace("[[7,", "[[9,")).unwrap();
+    let log = open(dir.path(), config);
+    assert_eq!(log.producer_count(), 2);
+    let dup = log.append(idempotent(9, 0, 5, 1), 0).unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.base_offset, 5);
+    let dup = log.append(idempotent(7, 0, 6, 1), 0).unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.base_offset, 6);
+}
+
+/// Data directories from before per-offset snapshots hold `producer-state.json` after a clean
+/// shutdown; it is still read once (then removed).
+#[test]
+fn legacy_close_snapshot_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    log.append(idempotent(7, 0, 0, 2), 0).unwrap();
+    log.close().unwrap();
+    drop(log);
+    let [snapshot] = &files(dir.path(), "snapshot")[..] else {
+        panic!("one snapshot at close");
+    };
+    let legacy = dir.path().join("producer-state.json");
+    // Renamed producer: only the snapshot knows producer 9, a rebuild from the log would not.
+    let state = fs::read_to_string(snapshot).unwrap();
+    fs::write(&legacy, state.replace("[[7,", "[[9,")).unwrap();
+    fs::remove_file(snapshot).unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    assert!(!legacy.exists());
+    assert!(log.append(idempotent(9, 0, 0, 2), 0).unwrap().duplicate);
 }
 
 #[test]
