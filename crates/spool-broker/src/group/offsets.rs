@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -106,13 +106,17 @@ impl OffsetStore {
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let path = data_dir.join(FILE);
         let mut inner = Inner::default();
-        match File::open(&path) {
-            Ok(f) => {
-                for (n, line) in BufReader::new(f).lines().enumerate() {
-                    let line = line?;
-                    match serde_json::from_str::<Line>(&line) {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                // Bytes, not `lines()`: a torn line may hold a partial UTF-8 sequence, which
+                // must cost that line only, not the broker's start-up.
+                for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                    if line.is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Line>(line) {
                         Ok(l) => inner.apply(l),
-                        // Only a crash mid-write leaves a bad line, and only at the end.
+                        // A crash or a failed write leaves a bad line; later lines still count.
                         Err(e) => {
                             warn!(file = %path.display(), line = n + 1, "ignoring torn offset record: {e}")
                         }
@@ -139,8 +143,17 @@ impl OffsetStore {
             buf.push(b'\n');
         }
         let mut state = self.lock();
-        state.0.write_all(&buf)?;
-        state.0.sync_data()?;
+        let before = state.0.metadata()?.len();
+        let written = state.0.write_all(&buf).and_then(|()| state.0.sync_data());
+        if let Err(e) = written {
+            // The commit is refused, so none of it may come back at the next start: cut the
+            // partial write off; if even that fails, start the next write on a fresh line so
+            // the torn one cannot swallow it.
+            if state.0.set_len(before).is_err() {
+                let _ = state.0.write_all(b"\n");
+            }
+            return Err(e);
+        }
         for l in lines {
             state.1.apply(l);
         }
@@ -300,6 +313,31 @@ mod tests {
         drop(store);
         let store = OffsetStore::open(dir.path()).unwrap();
         assert!(store.groups().is_empty());
+    }
+
+    #[test]
+    fn a_torn_line_with_broken_utf8_costs_only_that_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        store
+            .commit("g", vec![(("t".into(), 0), c(4, None))])
+            .unwrap();
+        drop(store);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(FILE))
+            .unwrap();
+        // A partial multi-byte character, then (as after a failed write) a later good line.
+        f.write_all(b"{\"k\":\"c\",\"g\":\"g\xe2\x82\n").unwrap();
+        drop(f);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("g", &("t".into(), 0)).unwrap().offset, 4);
+        store
+            .commit("g", vec![(("t".into(), 1), c(7, None))])
+            .unwrap();
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("g", &("t".into(), 1)).unwrap().offset, 7);
     }
 
     #[test]
