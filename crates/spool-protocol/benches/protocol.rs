@@ -187,6 +187,21 @@ fn report_allocations() {
         ));
     }
 
+    // Context for the codec figures: how well the sample events compress.
+    let sizes: Vec<String> = CODECS
+        .iter()
+        .map(|&codec| {
+            format!(
+                "{} {}",
+                codec.name(),
+                batch(BATCH_SIZE, codec, &values).len()
+            )
+        })
+        .collect();
+    println!(
+        "16 KiB batch of {records} records, bytes per codec: {}",
+        sizes.join(", ")
+    );
     println!("allocations per operation (heap allocations + reallocations):");
     for (name, n) in rows {
         println!("  {name:<66} {n:>8.2}");
