@@ -2,7 +2,7 @@
 //! the broker; the messages are meant to be shown to clients and operators as they are.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use spool_protocol::batch::BatchError;
 
@@ -151,10 +151,14 @@ pub enum LogError {
 }
 
 /// Wraps an I/O error with what was being done and to which path.
-pub(crate) fn io_err(
+pub(crate) fn io_err<P: AsRef<Path>>(
     op: &'static str,
-    path: impl Into<PathBuf>,
+    path: P,
 ) -> impl FnOnce(io::Error) -> LogError {
-    let path = path.into();
-    move |source| LogError::Io { op, path, source }
+    // The path is copied only when there is an error: these sit on every read's success path.
+    move |source| LogError::Io {
+        op,
+        path: path.as_ref().to_path_buf(),
+        source,
+    }
 }

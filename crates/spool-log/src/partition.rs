@@ -334,8 +334,8 @@ impl PartitionLog {
                 seg.base_offset,
             )
         };
-        let path = segment_file(&self.dir, base, LOG_EXT);
-        scan::read_batches(&file, &path, start, end, offset, max_bytes, interval)
+        let path = || segment_file(&self.dir, base, LOG_EXT);
+        scan::read_batches(&file, path, start, end, offset, max_bytes, interval)
     }
 
     /// Log start, log end and high watermark.

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use spool_protocol::batch::{BatchError, BatchHeader, Batches};
@@ -139,7 +139,7 @@ impl<'f> BatchWalker<'f> {
 /// while the total stays within `max_bytes`. Starts walking at `start` (from the offset index).
 pub(crate) fn read_batches(
     file: &File,
-    path: &Path,
+    path: impl Fn() -> PathBuf,
     start: u64,
     end: u64,
     offset: i64,
@@ -152,18 +152,20 @@ pub(crate) fn read_batches(
         .max(MIN_READ_CHUNK);
     let mut walker = BatchWalker::new(file, start, end, chunk, false);
     loop {
-        match walker.next_batch().map_err(io_err("read", path))? {
+        match walker.next_batch().map_err(|e| io_err("read", path())(e))? {
             Walk::Batch { header, pos } if header.last_offset() >= offset => {
                 let want = max_bytes.max(header.total_len()) as u64;
                 let stop = end.min(pos.saturating_add(want));
-                let bytes = walker.into_bytes(pos, stop).map_err(io_err("read", path))?;
+                let bytes = walker
+                    .into_bytes(pos, stop)
+                    .map_err(|e| io_err("read", path())(e))?;
                 return Ok(whole_batches(bytes));
             }
             Walk::Batch { .. } => {}
             Walk::End => return Ok(Bytes::new()),
             Walk::Invalid { pos, error } => {
                 return Err(LogError::CorruptSegment {
-                    path: path.to_path_buf(),
+                    path: path(),
                     position: pos,
                     error,
                 })
@@ -276,16 +278,34 @@ mod tests {
         let len = f.as_file().metadata().unwrap().len();
         let one = positions[1] as usize;
         let p = Path::new("x");
-        let got = read_batches(f.as_file(), p, 0, len, 3, 1, 0).unwrap();
+        let got = read_batches(f.as_file(), || p.to_path_buf(), 0, len, 3, 1, 0).unwrap();
         assert_eq!(
             got.len(),
             one,
             "first batch whole even when larger than max_bytes"
         );
         assert_eq!(BatchHeader::parse(&got).unwrap().base_offset, 2);
-        let got = read_batches(f.as_file(), p, 0, len, 2, 2 * one + one / 2, 0).unwrap();
+        let got = read_batches(
+            f.as_file(),
+            || p.to_path_buf(),
+            0,
+            len,
+            2,
+            2 * one + one / 2,
+            0,
+        )
+        .unwrap();
         assert_eq!(got.len(), 2 * one);
-        let got = read_batches(f.as_file(), p, positions[2], len, 7, 1 << 20, 0).unwrap();
+        let got = read_batches(
+            f.as_file(),
+            || p.to_path_buf(),
+            positions[2],
+            len,
+            7,
+            1 << 20,
+            0,
+        )
+        .unwrap();
         assert_eq!(BatchHeader::parse(&got).unwrap().base_offset, 6);
     }
 }
