@@ -331,6 +331,19 @@ mod tests {
         }
     }
 
+    /// A zstd bomb in a second frame, behind an honest first one, is stopped by the streaming
+    /// cap (the up-front check reads only the first frame's size).
+    #[test]
+    fn zstd_bomb_behind_an_honest_frame_stops_at_the_cap() {
+        let mut c = Vec::new();
+        compress(Compression::Zstd, b"x", &mut c).unwrap();
+        compress(Compression::Zstd, &vec![0u8; 8 << 20], &mut c).unwrap();
+        let mut d = Vec::new();
+        let err = decompress(Compression::Zstd, &c, 1 << 20, &mut d).unwrap_err();
+        assert!(matches!(err, CompressionError::TooLarge { .. }), "{err}");
+        assert!(d.capacity() <= 1 << 20, "capacity {}", d.capacity());
+    }
+
     /// A zstd frame stating a content size above the cap is refused before decoding.
     #[test]
     fn zstd_frame_declaring_more_than_the_cap_is_refused_up_front() {
