@@ -20,6 +20,11 @@ fi
 # decompression cap, a 100 MiB frame), far below what an unbounded allocation reaches.
 rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}"
 
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "fuzz/run.sh needs the nightly toolchain (cargo-fuzz instruments with -Z flags);" \
+        "installing it with rustup" >&2
+    rustup toolchain install nightly --profile minimal
+fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz"
     cargo install cargo-fuzz --locked
