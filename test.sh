@@ -11,19 +11,24 @@ stage() {
     echo "=================================================================="
 }
 
-stage "1/5 cargo fmt --all -- --check"
+stage "1/6 cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-stage "2/5 cargo clippy --workspace --all-targets -- -D warnings"
+stage "2/6 cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-stage "3/5 cargo test --workspace"
+stage "3/6 cargo test --workspace"
 cargo test --workspace
 
-stage "4/5 interop suite (interop/run.sh; rewrites COMPATIBILITY.md)"
+stage "4/6 fuzzing (fuzz/run.sh, ${FUZZ_SECONDS:-30}s per target; fails on any crash)"
+# Bounded: the corpus replays every seed (real requests and batches, and the hostile cases of
+# crates/spool-broker/tests/hostile_input.rs), then mutates for the rest of the time.
+bash fuzz/run.sh "${FUZZ_SECONDS:-30}"
+
+stage "5/6 interop suite (interop/run.sh; rewrites COMPATIBILITY.md)"
 bash interop/run.sh
 
-stage "5/5 COMPATIBILITY.md matches this run"
+stage "6/6 COMPATIBILITY.md matches this run"
 # The matrix is written by the interop run, never by hand: the committed one must be what this code produces.
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     if ! git diff --exit-code -- COMPATIBILITY.md; then

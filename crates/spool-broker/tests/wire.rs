@@ -173,35 +173,6 @@ async fn bad_frames_close_only_their_connection() {
     broker.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_slow_client_sending_one_byte_at_a_time_is_served() {
-    let broker = EmbeddedBroker::start().await.unwrap();
-    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::ApiVersions as i16)
-        .with_request_api_version(3)
-        .with_correlation_id(4);
-    let mut out = BytesMut::new();
-    codec::encode_request(
-        &mut out,
-        &header,
-        &RequestKind::ApiVersions(ApiVersionsRequest::default()),
-    )
-    .unwrap();
-    for b in out.iter() {
-        s.write_all(&[*b]).await.unwrap();
-        s.flush().await.unwrap();
-    }
-    let mut frame = recv(&mut s).await.unwrap();
-    assert_eq!(
-        ResponseHeader::decode(&mut frame, 0)
-            .unwrap()
-            .correlation_id,
-        4
-    );
-    broker.shutdown().await.unwrap();
-}
-
 /// Sends `req` at `version` and decodes the answer.
 async fn call<R: kafka_protocol::protocol::Request>(
     stream: &mut TcpStream,

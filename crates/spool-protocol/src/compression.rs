@@ -147,20 +147,41 @@ pub fn compress(
 }
 
 /// Reads a whole stream into `out`, failing once more than `limit` bytes come out.
+///
+/// `out` grows by doubling, as `read_to_end` would, but never beyond `limit` bytes of output:
+/// uncapped doubling would let a bomb stopped at `limit + 1` bytes hold a buffer of `2 * limit`.
 fn read_capped(
-    mut reader: impl Read,
+    reader: impl Read,
     codec: &'static str,
     limit: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), CompressionError> {
     let start = out.len();
-    let mut taken = (&mut reader).take(limit as u64 + 1);
-    taken.read_to_end(out).map_err(|e| corrupt(codec, e))?;
-    if out.len() - start > limit {
-        out.truncate(start);
-        return Err(CompressionError::TooLarge { limit });
+    // One byte past the cap is enough to tell a bomb; stop the decoder there.
+    let mut taken = reader.take(limit as u64 + 1);
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = match taken.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                out.truncate(start);
+                return Err(corrupt(codec, e));
+            }
+        };
+        if out.len() - start + n > limit {
+            out.truncate(start);
+            return Err(CompressionError::TooLarge { limit });
+        }
+        if out.capacity() - out.len() < n {
+            let target = (out.capacity().max(chunk.len()) * 2)
+                .max(out.len() + n)
+                .min(start + limit);
+            out.reserve_exact(target - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
-    Ok(())
 }
 
 fn snappy_raw(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), CompressionError> {
@@ -198,6 +219,15 @@ pub fn decompress(
             read_capped(lz4_flex::frame::FrameDecoder::new(input), "lz4", limit, out)
         }
         Compression::Zstd => {
+            // A frame stating its size up front is refused before decoding, as raw snappy is.
+            if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(input) {
+                if size > limit as u64 {
+                    return Err(CompressionError::TooLarge { limit });
+                }
+            }
+            // The window a streamed frame declares is left at zstd's default ceiling (128 MiB,
+            // as Kafka's zstd-jni has it): producers at high levels declare large windows
+            // whatever they compress, and refusing those would refuse real clients.
             let dec =
                 zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt("zstd", e))?;
             read_capped(dec, "zstd", limit, out)
@@ -271,6 +301,61 @@ mod tests {
             );
             assert!(d.len() <= (1 << 20) + 1, "{codec:?} buffered {}", d.len());
         }
+    }
+
+    /// A bomb stopped at the cap leaves no buffer larger than the cap behind (plain
+    /// `read_to_end` doubling would have grown it to twice the cap).
+    #[test]
+    fn stopped_bombs_never_grow_the_buffer_past_the_cap() {
+        let input = vec![0u8; 8 << 20];
+        let limit = (1 << 20) + 12345;
+        for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd] {
+            let mut c = Vec::new();
+            compress(codec, &input, &mut c).unwrap();
+            let mut d = Vec::new();
+            assert!(decompress(codec, &c, limit, &mut d).is_err());
+            assert!(
+                d.capacity() <= limit,
+                "{codec:?}: capacity {}",
+                d.capacity()
+            );
+            // Output exactly at the cap is accepted, in a buffer of exactly the cap.
+            let mut d = Vec::new();
+            decompress(codec, &c[..], 8 << 20, &mut d).unwrap();
+            assert_eq!(d.len(), 8 << 20, "{codec:?}");
+            assert!(
+                d.capacity() <= 8 << 20,
+                "{codec:?}: capacity {}",
+                d.capacity()
+            );
+        }
+    }
+
+    /// A zstd bomb in a second frame, behind an honest first one, is stopped by the streaming
+    /// cap (the up-front check reads only the first frame's size).
+    #[test]
+    fn zstd_bomb_behind_an_honest_frame_stops_at_the_cap() {
+        let mut c = Vec::new();
+        compress(Compression::Zstd, b"x", &mut c).unwrap();
+        compress(Compression::Zstd, &vec![0u8; 8 << 20], &mut c).unwrap();
+        let mut d = Vec::new();
+        let err = decompress(Compression::Zstd, &c, 1 << 20, &mut d).unwrap_err();
+        assert!(matches!(err, CompressionError::TooLarge { .. }), "{err}");
+        assert!(d.capacity() <= 1 << 20, "capacity {}", d.capacity());
+    }
+
+    /// A zstd frame stating a content size above the cap is refused before decoding.
+    #[test]
+    fn zstd_frame_declaring_more_than_the_cap_is_refused_up_front() {
+        let c = zstd::bulk::compress(&vec![0u8; 4 << 20], 3).unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&c).unwrap(),
+            Some(4 << 20)
+        );
+        let mut d = Vec::new();
+        let err = decompress(Compression::Zstd, &c, 1 << 20, &mut d).unwrap_err();
+        assert!(matches!(err, CompressionError::TooLarge { .. }), "{err}");
+        assert_eq!(d.capacity(), 0, "refused before any output");
     }
 
     #[test]

@@ -468,7 +468,9 @@ impl RecordIter {
         }
         self.pos = end;
         Ok(Record {
-            offset: self.base_offset + offset_delta as i64,
+            // Wrapping: a hostile base offset must not panic a debug build; the broker
+            // assigns its own offsets anyway.
+            offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
             timestamp: match self.log_append_time {
                 Some(t) => t,
                 None => self.base_timestamp.wrapping_add(ts_delta),
@@ -488,6 +490,12 @@ impl Iterator for RecordIter {
             return None;
         }
         match self.parse_one() {
+            // A count lower than the records present is a lie too: Kafka refuses such a batch
+            // ("records still remaining"), and a broker that stored it would hand consumers
+            // records the header does not account for.
+            Ok(_) if self.index + 1 == self.count && self.pos != self.data.len() => Some(Err(
+                self.malformed("bytes remain after the declared record count")
+            )),
             Ok(rec) => {
                 self.index += 1;
                 Some(Ok(rec))
@@ -919,5 +927,91 @@ mod tests {
             err,
             RecordError::Compression(CompressionError::TooLarge { .. })
         ));
+    }
+
+    /// Builds three records with `codec`, then rewrites the header's record count to `count`
+    /// and reseals the CRC, as a hostile producer would.
+    fn lying_count(codec: Compression, count: i32) -> Bytes {
+        let mut b = BatchBuilder::new(1 << 20);
+        for i in 0..3u8 {
+            assert!(b.try_append(i as i64, Some(&[i]), Some(b"value-0123"), &[]));
+        }
+        let mut buf = b.build(-1, -1, -1, codec).unwrap().to_vec();
+        buf[57..61].copy_from_slice(&count.to_be_bytes());
+        batch::seal_crc(&mut buf);
+        Bytes::from(buf)
+    }
+
+    /// Regression (hostile input): a batch declaring fewer records than it holds was decoded
+    /// as if the extra bytes were not there, so a compacted topic accepted it.
+    #[test]
+    fn record_count_lower_than_the_records_present_is_malformed() {
+        for codec in CODECS {
+            let buf = lying_count(codec, 2);
+            let header = BatchHeader::parse(&buf).unwrap();
+            let results: Vec<_> = decode_batch(&header, &buf, 1 << 20).unwrap().collect();
+            assert_eq!(results.len(), 2, "{codec:?}");
+            assert!(results[0].is_ok(), "{codec:?}");
+            assert!(
+                matches!(
+                    results[1],
+                    Err(RecordError::Malformed {
+                        index: 1,
+                        reason: "bytes remain after the declared record count",
+                        ..
+                    })
+                ),
+                "{codec:?}: {:?}",
+                results[1]
+            );
+            // The honest count decodes all three.
+            let buf = lying_count(codec, 3);
+            let header = BatchHeader::parse(&buf).unwrap();
+            let n = decode_batch(&header, &buf, 1 << 20)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+                .len();
+            assert_eq!(n, 3, "{codec:?}");
+        }
+    }
+
+    /// A count higher than the records present ends in an error at the first missing record,
+    /// never in a read past the section.
+    #[test]
+    fn record_count_higher_than_the_records_present_is_malformed() {
+        for codec in CODECS {
+            let buf = lying_count(codec, 4);
+            let header = BatchHeader::parse(&buf).unwrap();
+            let results: Vec<_> = decode_batch(&header, &buf, 1 << 20).unwrap().collect();
+            assert_eq!(results.len(), 4, "{codec:?}");
+            assert!(
+                matches!(results[3], Err(RecordError::Malformed { index: 3, .. })),
+                "{codec:?}"
+            );
+            // A count the bytes could not hold at all is refused before iterating.
+            let buf = lying_count(codec, 1000);
+            let refused = BatchHeader::parse(&buf)
+                .map_err(RecordError::from)
+                .and_then(|header| decode_batch(&header, &buf, 1 << 20).map(|_| ()));
+            assert!(refused.is_err(), "{codec:?}");
+        }
+    }
+
+    /// Regression (fuzzing): base offsets near i64::MAX overflowed (a panic in debug builds)
+    /// when record and last offsets were computed.
+    #[test]
+    fn offsets_near_the_end_of_the_range_do_not_overflow() {
+        let mut buf = sample(Compression::None).to_vec();
+        batch::set_base_offset(&mut buf, i64::MAX);
+        let header = BatchHeader::parse(&buf).unwrap();
+        assert_eq!(
+            header.last_offset(),
+            i64::MAX.wrapping_add(i64::from(header.last_offset_delta))
+        );
+        let records: Vec<_> = decode_batch(&header, &Bytes::from(buf), 1 << 20)
+            .unwrap()
+            .collect();
+        assert!(records.iter().all(|r| r.is_ok()));
     }
 }
