@@ -602,6 +602,35 @@ const BOMBS: [(Compression, bool, &str); 5] = [
 ];
 
 #[tokio::test]
+async fn an_oversized_batch_on_a_compacted_topic_is_refused_before_it_is_decompressed() {
+    let mut scene = Scene::new().await;
+    let mut s = TcpStream::connect(scene.addr()).await.unwrap();
+    create_topic(&mut s, "compacted", "compact").await;
+    // A gzip bomb whose compressed size alone is over max.message.bytes: Kafka refuses it by
+    // size (MESSAGE_TOO_LARGE) without inflating it, and so must we.
+    let mut size = 64 * decompression_cap();
+    let records = loop {
+        let b = bomb(Compression::Gzip, size, false);
+        if b.len() > TOPIC_MAX_MESSAGE_BYTES {
+            break b;
+        }
+        size *= 2;
+    };
+    let peak = Peak::start();
+    assert_eq!(
+        produce(&mut s, "compacted", records).await,
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    // Nothing near the decompression cap was ever allocated: only the request itself.
+    peak.assert_under(
+        "oversized compressed batch",
+        2 * TOPIC_MAX_MESSAGE_BYTES + SLACK,
+    );
+    scene.bystander_is_served("oversized batch").await;
+}
+
+#[tokio::test]
 async fn decompression_bombs_in_every_codec_stop_at_the_cap() {
     let mut scene = Scene::new().await;
     let mut s = TcpStream::connect(scene.addr()).await.unwrap();
@@ -674,7 +703,7 @@ fn lying_count(codec: Compression, count: i32) -> Bytes {
 }
 
 #[tokio::test]
-async fn record_counts_that_lie_are_corrupt_where_the_broker_reads_records() {
+async fn record_counts_that_lie_are_invalid_where_the_broker_reads_records() {
     let scene = Scene::new().await;
     let mut s = TcpStream::connect(scene.addr()).await.unwrap();
     create_topic(&mut s, "compacted", "compact").await;
@@ -684,7 +713,8 @@ async fn record_counts_that_lie_are_corrupt_where_the_broker_reads_records() {
         for (what, count) in [("more", 4), ("fewer", 2), ("far more", 1_000_000)] {
             let peak = Peak::start();
             let code = produce(&mut s, "compacted", lying_count(codec, count)).await;
-            assert_eq!(code, CORRUPT_MESSAGE, "{name}: {what} records than present");
+            // Kafka's InvalidRecordException: the records do not parse as declared.
+            assert_eq!(code, INVALID_RECORD, "{name}: {what} records than present");
             peak.assert_under(&format!("{name} batch declaring {what} records"), SLACK);
         }
         // The honest count is accepted.
@@ -694,7 +724,7 @@ async fn record_counts_that_lie_are_corrupt_where_the_broker_reads_records() {
     // hold is refused, a plausible lie is stored as sent (Kafka would refuse it too; see
     // RELIABILITY.md).
     let code = produce(&mut s, "plain", lying_count(Compression::None, 1_000_000)).await;
-    assert_eq!(code, CORRUPT_MESSAGE, "impossible count on a plain topic");
+    assert_eq!(code, INVALID_RECORD, "impossible count on a plain topic");
     let code = produce(&mut s, "plain", lying_count(Compression::None, 2)).await;
     assert_eq!(code, 0, "plausible lie on a plain topic is stored as sent");
     // A count that disagrees with the header's own last offset delta is an invalid record.

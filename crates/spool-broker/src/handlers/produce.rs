@@ -156,8 +156,12 @@ fn append(
             Some("produce requests must contain exactly one record batch per partition".into()),
         ));
     }
+    // Header fields that contradict each other (a record count the bytes cannot hold) are what
+    // Kafka's record iteration refuses as InvalidRecordException.
     let header = BatchHeader::parse(&records).map_err(|e| match e {
-        BatchError::UnsupportedMagic(_) => (ResponseError::InvalidRecord, Some(e.to_string())),
+        BatchError::UnsupportedMagic(_) | BatchError::Inconsistent(_) => {
+            (ResponseError::InvalidRecord, Some(e.to_string()))
+        }
         _ => (ResponseError::CorruptMessage, Some(e.to_string())),
     })?;
     if header.compression() == Compression::Zstd && version < 7 {
@@ -179,7 +183,16 @@ fn append(
         ));
     }
     if is_compacted(meta) {
-        check_keys(&header, &records, log.config().max_message_bytes as usize)?;
+        // Size first, as Kafka does: an oversized batch is refused before it is decompressed.
+        let max = log.config().max_message_bytes;
+        if records.len() > max as usize {
+            let e = spool_log::LogError::RecordTooLarge {
+                size: records.len(),
+                max,
+            };
+            return Err((log_error_code(&e), Some(e.to_string())));
+        }
+        check_keys(&header, &records, max as usize)?;
     }
     // The only copy of the records on the produce path: the header is rewritten in place.
     let batch = BytesMut::from(&records[..]);
@@ -207,10 +220,9 @@ fn check_keys(
 ) -> Result<(), (ResponseError, Option<String>)> {
     // Decompressed records may be larger than the batch; bound them all the same.
     let cap = max_message_bytes.saturating_mul(64).max(1 << 20);
-    let iter = records::decode_batch(header, records, cap)
-        .map_err(|e| (ResponseError::CorruptMessage, Some(e.to_string())))?;
+    let iter = records::decode_batch(header, records, cap).map_err(record_error)?;
     for record in iter {
-        let record = record.map_err(|e| (ResponseError::CorruptMessage, Some(e.to_string())))?;
+        let record = record.map_err(record_error)?;
         if record.key.is_none() {
             return Err((
                 ResponseError::InvalidRecord,
@@ -219,4 +231,15 @@ fn check_keys(
         }
     }
     Ok(())
+}
+
+/// Kafka's codes for a batch whose records cannot be read: a record that does not parse (a
+/// lying count, a bad length) is INVALID_RECORD; a corrupt or undecompressable batch is
+/// CORRUPT_MESSAGE.
+fn record_error(e: records::RecordError) -> (ResponseError, Option<String>) {
+    let code = match e {
+        records::RecordError::Malformed { .. } => ResponseError::InvalidRecord,
+        _ => ResponseError::CorruptMessage,
+    };
+    (code, Some(e.to_string()))
 }
