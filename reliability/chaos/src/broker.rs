@@ -153,6 +153,18 @@ impl Broker {
         Ok(())
     }
 
+    /// SIGTERM, then SIGKILL after `delay`: a clean shutdown cut short, as an impatient
+    /// operator or init system does. Waits for the process to be gone.
+    pub async fn term_then_kill(&mut self, delay: Duration) -> Result<()> {
+        self.signal("-TERM").await?;
+        let mut child = self.child.take().context("the broker is not running")?;
+        if tokio::time::timeout(delay, child.wait()).await.is_err() {
+            child.kill().await.context("kill -9 the broker")?;
+        }
+        self.paused = false;
+        Ok(())
+    }
+
     /// SIGSTOP.
     pub async fn pause(&mut self) -> Result<()> {
         self.signal("-STOP").await?;

@@ -45,12 +45,22 @@ pub struct Options {
     pub load_ms: (u64, u64),
     /// SIGSTOP duration, ms (range).
     pub pause_ms: (u64, u64),
-    /// Probability that a cycle's fault is kill -9 rather than a pause.
+    /// Probability that a cycle's fault is kill -9.
     pub kill_ratio: f64,
+    /// Probability that it is SIGTERM followed by kill -9 within `term_kill_ms` (the rest of
+    /// the cycles pause).
+    pub term_kill_ratio: f64,
+    /// Longest delay between SIGTERM and SIGKILL, ms.
+    pub term_kill_ms: u64,
     /// How long every producer and the group may take to make progress after a fault.
     pub stall_limit: Duration,
     /// Data directory to use (kept); a temporary one otherwise (kept only on failure).
     pub data_dir: Option<PathBuf>,
+    /// The topic's `segment.bytes`: small segments make kills land around segment rolls and
+    /// make recovery walk several segments.
+    pub segment_bytes: u64,
+    /// The group consumers' assignor (Java name); `None`: the client's default list.
+    pub assignor: Option<String>,
 }
 
 /// One cycle's line.
@@ -58,7 +68,7 @@ pub struct Options {
 pub struct CycleReport {
     /// 1-based cycle number (0 for the final checks).
     pub cycle: u32,
-    /// `kill`, `pause`, `final` or `clean-restart`.
+    /// `kill`, `term-kill`, `pause`, `final` or `clean-restart`.
     pub fault: String,
     /// Pause length, or how long the restart took, ms.
     pub fault_ms: u64,
@@ -85,6 +95,8 @@ pub struct Summary {
     pub cycles: u32,
     /// kill -9 + restart faults.
     pub kills: u32,
+    /// SIGTERM, kill -9 soon after, restart.
+    pub term_kills: u32,
     /// SIGSTOP/SIGCONT faults.
     pub pauses: u32,
     /// Values sent.
@@ -188,9 +200,9 @@ impl CycleReport {
     pub fn line(&self, cycles: u32) -> String {
         let v = &self.verdict;
         let head = if self.cycle == 0 {
-            format!("{:>13}", self.fault)
+            format!("{:>23}", self.fault)
         } else {
-            format!("cycle {:>3}/{cycles} {:<5}", self.cycle, self.fault)
+            format!("cycle {:>3}/{cycles} {:<9}", self.cycle, self.fault)
         };
         format!(
             "{head} {:>5}ms recovered {:>5}ms | acked {:>7} log {:>7} | lost {} misplaced {} dup {} gaps {} reordered {} phantom {} read-mismatch {} | consumer-regress {} commit-regress {} stalls {} | {}",
@@ -433,7 +445,8 @@ async fn drive(
     .await?;
     setup
         .admin()
-        .create_topics(vec![NewTopic::new(TOPIC, opts.partitions, 1)])
+        .create_topics(vec![NewTopic::new(TOPIC, opts.partitions, 1)
+            .config("segment.bytes", opts.segment_bytes.to_string())])
         .await
         .context("creating the topic")?;
     let shared = Arc::new(Shared::new(opts.producers));
@@ -458,6 +471,7 @@ async fn drive(
                 bootstrap: bootstrap.clone(),
                 topic: TOPIC.to_string(),
                 group: GROUP.to_string(),
+                assignor: opts.assignor.clone(),
             };
             tokio::spawn(workload::consume(shared.clone(), spec))
         })
@@ -477,32 +491,48 @@ async fn drive(
     for cycle in 1..=opts.cycles {
         // Every random choice is drawn here, in a fixed order, so a seed replays the schedule.
         let load = Duration::from_millis(rng.gen_range(opts.load_ms.0..=opts.load_ms.1));
-        let kill = rng.gen_bool(opts.kill_ratio.clamp(0.0, 1.0));
+        let pick: f64 = rng.gen();
         let pause = Duration::from_millis(rng.gen_range(opts.pause_ms.0..=opts.pause_ms.1));
-        tokio::time::sleep(load).await;
-        let (p, c) = marks(&shared);
-        let fault_ms;
-        if kill {
-            broker.kill9().await?;
-            let took = broker.start().await?;
-            fault_ms = took.as_millis() as u64;
-            summary.kills += 1;
-            summary.restart_ms_max = summary.restart_ms_max.max(fault_ms);
+        let term_delay = Duration::from_millis(rng.gen_range(0..=opts.term_kill_ms));
+        let fault = if pick < opts.kill_ratio {
+            "kill"
+        } else if pick < opts.kill_ratio + opts.term_kill_ratio {
+            "term-kill"
         } else {
-            broker.pause().await?;
-            // The fault itself: the broker stays stopped this long.
-            tokio::time::sleep(pause).await;
-            broker.resume().await?;
-            fault_ms = pause.as_millis() as u64;
-            summary.pauses += 1;
-        }
+            "pause"
+        };
+        tokio::time::sleep(load).await;
+        let fault_ms = match fault {
+            "kill" | "term-kill" => {
+                if fault == "kill" {
+                    broker.kill9().await?;
+                    summary.kills += 1;
+                } else {
+                    broker.term_then_kill(term_delay).await?;
+                    summary.term_kills += 1;
+                }
+                let took = broker.start().await?.as_millis() as u64;
+                summary.restart_ms_max = summary.restart_ms_max.max(took);
+                took
+            }
+            _ => {
+                broker.pause().await?;
+                // The fault itself: the broker stays stopped this long.
+                tokio::time::sleep(pause).await;
+                broker.resume().await?;
+                summary.pauses += 1;
+                pause.as_millis() as u64
+            }
+        };
+        // Progress counts from the end of the fault.
+        let (p, c) = marks(&shared);
         let (recovery, stalls) = wait_progress(&shared, &p, c, opts.stall_limit).await;
         summary.recovery_ms_max = summary.recovery_ms_max.max(recovery.as_millis() as u64);
         let report = cycle_report(
             &mut checker,
             &shared,
             cycle,
-            if kill { "kill" } else { "pause" },
+            fault,
             fault_ms,
             recovery,
             stalls,

@@ -70,12 +70,27 @@ struct Args {
     /// Longest SIGSTOP, ms (keep it below the consumers' 10 s session timeout).
     #[arg(long, default_value_t = 3000)]
     max_pause_ms: u64,
-    /// Probability that a cycle kills the broker rather than pausing it.
-    #[arg(long, default_value_t = 0.5)]
+    /// Probability that a cycle's fault is kill -9.
+    #[arg(long, default_value_t = 0.4)]
     kill_ratio: f64,
+    /// Probability that it is SIGTERM then kill -9 (a clean shutdown cut short); the remaining
+    /// cycles pause the broker.
+    #[arg(long, default_value_t = 0.2)]
+    term_kill_ratio: f64,
+    /// Longest delay between that SIGTERM and the SIGKILL, ms.
+    #[arg(long, default_value_t = 300)]
+    term_kill_ms: u64,
     /// Seconds every producer and the group may take to make progress after a fault.
     #[arg(long, default_value_t = 60)]
     stall_timeout_secs: u64,
+    /// `segment.bytes` of the test topic (Kafka's minimum, 1 MiB, by default, so segments roll
+    /// during the run).
+    #[arg(long, default_value_t = 1_048_576)]
+    segment_bytes: u64,
+    /// The consumers' assignor: range, roundrobin, sticky or cooperative-sticky (default: the
+    /// client's list, range then cooperative-sticky, which rebalances eagerly).
+    #[arg(long, value_parser = ["range", "roundrobin", "sticky", "cooperative-sticky"])]
+    assignor: Option<String>,
     /// Directory for the broker's data and log (kept); default: a temporary one, kept only
     /// when the run fails.
     #[arg(long)]
@@ -102,8 +117,12 @@ async fn main() -> ExitCode {
         load_ms: (args.min_load_ms, args.max_load_ms),
         pause_ms: (args.min_pause_ms, args.max_pause_ms),
         kill_ratio: args.kill_ratio,
+        term_kill_ratio: args.term_kill_ratio,
+        term_kill_ms: args.term_kill_ms,
         stall_limit: Duration::from_secs(args.stall_timeout_secs),
         data_dir: args.data_dir,
+        segment_bytes: args.segment_bytes,
+        assignor: args.assignor,
     };
     let json = args.json;
     let mut print = |line: &str| {
@@ -145,8 +164,8 @@ async fn main() -> ExitCode {
 fn print_summary(s: &driver::Summary) {
     println!("---");
     println!(
-        "cycles {} (kills {}, pauses {}), seed {}",
-        s.cycles, s.kills, s.pauses, s.seed
+        "cycles {} (kills {}, term-then-kills {}, pauses {}), seed {}",
+        s.cycles, s.kills, s.term_kills, s.pauses, s.seed
     );
     println!(
         "records: sent {}, acknowledged {}, checked {}, in log {}, uncertain {} ({} present, {} absent)",

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use spool_client::{
-    Acks, AutoOffsetReset, Client, ClientConfig, GroupConfig, ProducerConfig, ProducerRecord,
+    Acks, Assignor, AutoOffsetReset, Client, ClientConfig, CooperativeStickyAssignor, GroupConfig,
+    ProducerConfig, ProducerRecord, RangeAssignor, RoundRobinAssignor, StickyAssignor,
 };
 use tokio::sync::Semaphore;
 
@@ -247,6 +248,19 @@ pub struct ConsumerSpec {
     pub topic: String,
     /// Group.
     pub group: String,
+    /// Assignor (Java name), or `None` for the client's default list.
+    pub assignor: Option<String>,
+}
+
+/// The assignor named as in Java's `partition.assignment.strategy`.
+pub fn assignor(name: &str) -> Option<Arc<dyn Assignor>> {
+    Some(match name {
+        "range" => Arc::new(RangeAssignor),
+        "roundrobin" => Arc::new(RoundRobinAssignor),
+        "sticky" => Arc::new(StickyAssignor),
+        "cooperative-sticky" => Arc::new(CooperativeStickyAssignor),
+        _ => return None,
+    })
 }
 
 /// Reads and commits (after every poll that returned records) until told to stop, then closes
@@ -275,6 +289,9 @@ pub async fn consume(shared: Arc<Shared>, spec: ConsumerSpec) {
     config.heartbeat_interval = Duration::from_millis(500);
     config.rebalance_timeout = Duration::from_secs(20);
     config.auto_commit_interval = Duration::from_secs(1);
+    if let Some(a) = spec.assignor.as_deref().and_then(assignor) {
+        config.assignors = vec![a];
+    }
     let mut consumer = match client.group_consumer(config) {
         Ok(c) => c,
         Err(e) => {

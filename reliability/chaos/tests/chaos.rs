@@ -86,7 +86,11 @@ fn kill_and_pause_cycles_lose_nothing_and_duplicate_nothing() {
     };
     // The run did what it claims: every cycle injected a fault, records flowed and were checked.
     assert_eq!(n("cycles"), u64::from(cycles), "{stderr}");
-    assert_eq!(n("kills") + n("pauses"), u64::from(cycles), "{stderr}");
+    assert_eq!(
+        n("kills") + n("term_kills") + n("pauses"),
+        u64::from(cycles),
+        "{stderr}"
+    );
     assert!(n("acknowledged") > 0, "{stderr}");
     assert_eq!(n("checked"), n("acknowledged"), "{stderr}");
     assert!(n("consumed") > 0, "{stderr}");
