@@ -259,14 +259,24 @@ pub fn check_log(
     (v, pending)
 }
 
-/// Committed offsets must never go backwards (nor disappear), and never pass the log end.
-/// Returns descriptions of violations.
+/// Committed offsets must never go backwards (nor disappear), never fall below what a
+/// successful commit covered (`acked`, captured before `now` was fetched), and never pass the
+/// log end. Returns descriptions of violations.
 pub fn check_commits(
     previous: &BTreeMap<i32, i64>,
+    acked: &BTreeMap<i32, i64>,
     now: &BTreeMap<i32, i64>,
     ends: &BTreeMap<i32, i64>,
 ) -> Vec<String> {
     let mut out = Vec::new();
+    for (p, a) in acked {
+        match now.get(p) {
+            Some(o) if o >= a => {}
+            other => out.push(format!(
+                "partition {p}: a commit of {a} was acknowledged, the committed offset is {other:?}"
+            )),
+        }
+    }
     for (p, before) in previous {
         match now.get(p) {
             Some(o) if o >= before => {}
@@ -472,10 +482,21 @@ mod tests {
     fn commits_may_only_move_forward_and_stay_below_the_end() {
         let m = |v: &[(i32, i64)]| v.iter().copied().collect::<BTreeMap<_, _>>();
         let ends = m(&[(0, 100), (1, 100)]);
-        assert!(check_commits(&m(&[(0, 5)]), &m(&[(0, 5), (1, 3)]), &ends).is_empty());
-        assert_eq!(check_commits(&m(&[(0, 5)]), &m(&[(0, 4)]), &ends).len(), 1);
-        assert_eq!(check_commits(&m(&[(0, 5)]), &m(&[]), &ends).len(), 1);
-        assert_eq!(check_commits(&m(&[]), &m(&[(1, 101)]), &ends).len(), 1);
+        let none = m(&[]);
+        let ok = check_commits(&m(&[(0, 5)]), &m(&[(1, 3)]), &m(&[(0, 5), (1, 3)]), &ends);
+        assert!(ok.is_empty(), "{ok:?}");
+        assert_eq!(
+            check_commits(&m(&[(0, 5)]), &none, &m(&[(0, 4)]), &ends).len(),
+            1
+        );
+        assert_eq!(check_commits(&m(&[(0, 5)]), &none, &none, &ends).len(), 1);
+        assert_eq!(check_commits(&none, &none, &m(&[(1, 101)]), &ends).len(), 1);
+        // An acknowledged commit that is not (or no longer) there.
+        assert_eq!(
+            check_commits(&none, &m(&[(1, 7)]), &m(&[(1, 6)]), &ends).len(),
+            1
+        );
+        assert_eq!(check_commits(&none, &m(&[(1, 7)]), &none, &ends).len(), 1);
     }
 
     #[test]

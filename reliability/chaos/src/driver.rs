@@ -123,7 +123,8 @@ pub struct Summary {
     pub consumer_mismatch: u64,
     /// Consumer offsets that went backwards within one assignment.
     pub consumer_regressions: u64,
-    /// Committed offsets that went backwards (or past the log end), over all checks.
+    /// Committed offsets that went backwards, fell below an acknowledged commit or passed the
+    /// log end, over all checks.
     pub commit_regressions: u64,
     /// Acknowledgements for another partition than the record was sent to.
     pub wrong_partition: u64,
@@ -139,6 +140,8 @@ pub struct Summary {
     pub consumed: u64,
     /// Consumer observations verified against the log.
     pub consumer_seen_checked: u64,
+    /// Successful commits whose offsets the checker holds the group to.
+    pub commits_acknowledged: u64,
     /// Client-side errors (expected during faults), by kind.
     pub client_errors: BTreeMap<String, u64>,
     /// Slowest restart, ms.
@@ -257,12 +260,13 @@ impl Checker {
     async fn check(&mut self, shared: &Shared) -> Result<(LogVerdict, Vec<String>)> {
         let deadline = Instant::now() + CHECK_LIMIT;
         // The history first: every acknowledgement in it precedes the end offsets listed below.
-        let (acked, uncertain, seen) = {
+        let (acked, uncertain, seen, acked_commits) = {
             let mut h = shared.history.lock().unwrap();
             (
                 h.acked.clone(),
                 h.uncertain.clone(),
                 std::mem::take(&mut h.seen),
+                h.acked_commits.clone(),
             )
         };
         let mut all_seen = std::mem::take(&mut self.pending);
@@ -276,7 +280,7 @@ impl Checker {
             .await
             .or_else(|e| {
                 // A group that never committed is unknown to the coordinator.
-                if self.commits.is_empty() {
+                if self.commits.is_empty() && acked_commits.is_empty() {
                     Ok(BTreeMap::new())
                 } else {
                     Err(e)
@@ -300,7 +304,7 @@ impl Checker {
         let sent = shared.history.lock().unwrap().sent.clone();
         let (verdict, pending) = check_log(&read, &acked, &uncertain, &sent, all_seen);
         self.pending = pending;
-        let commit_violations = check_commits(&self.commits, &commits, &ends);
+        let commit_violations = check_commits(&self.commits, &acked_commits, &commits, &ends);
         self.commits = commits;
         Ok((verdict, commit_violations))
     }
@@ -584,6 +588,7 @@ async fn drive(
     summary.acknowledged = h.acked.len() as u64;
     summary.uncertain = h.uncertain.len() as u64;
     summary.consumed = h.consumed;
+    summary.commits_acknowledged = h.commits_acked;
     summary.consumer_regressions = h.consumer_regressions;
     summary.wrong_partition = h.wrong_partition;
     summary.client_errors = h.errors.clone();

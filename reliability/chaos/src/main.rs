@@ -192,8 +192,8 @@ fn print_summary(s: &driver::Summary) {
         s.stalls
     );
     println!(
-        "consumed {} (verified against the log {}), slowest restart {} ms, slowest recovery {} ms",
-        s.consumed, s.consumer_seen_checked, s.restart_ms_max, s.recovery_ms_max
+        "consumed {} (verified against the log {}), commits acknowledged {}, slowest restart {} ms, slowest recovery {} ms",
+        s.consumed, s.consumer_seen_checked, s.commits_acknowledged, s.restart_ms_max, s.recovery_ms_max
     );
     if !s.client_errors.is_empty() {
         println!("client errors (expected during faults):");

@@ -33,6 +33,10 @@ pub struct History {
     pub seen: Vec<Seen>,
     /// Records group consumers returned.
     pub consumed: u64,
+    /// Successful commits known to cover the records of the poll before them.
+    pub commits_acked: u64,
+    /// Per partition, the highest offset a successful commit is known to have covered.
+    pub acked_commits: BTreeMap<i32, i64>,
     /// Offsets that went backwards within one assignment.
     pub consumer_regressions: u64,
     /// Acknowledgements naming another partition than the record was sent to.
@@ -335,10 +339,23 @@ pub async fn consume(shared: Arc<Shared>, spec: ConsumerSpec) {
                 shared
                     .consumed
                     .fetch_add(pairs.len() as u64, Ordering::SeqCst);
-                if let Err(e) = handle.commit_sync().await {
-                    let mut h = shared.history.lock().unwrap();
-                    h.commit_errors += 1;
-                    h.note("commit", &e);
+                match handle.commit_sync().await {
+                    // With no rebalance since before the poll, the commit covered this poll's
+                    // records: the group's committed offsets must never again be below them.
+                    Ok(()) if rebalances.load(Ordering::SeqCst) == before => {
+                        let mut h = shared.history.lock().unwrap();
+                        h.commits_acked += 1;
+                        for (p, o) in &pairs {
+                            let c = h.acked_commits.entry(*p).or_insert(0);
+                            *c = (*c).max(o + 1);
+                        }
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        let mut h = shared.history.lock().unwrap();
+                        h.commit_errors += 1;
+                        h.note("commit", &e);
+                    }
                 }
             }
             Err(e) => {

@@ -95,6 +95,7 @@ fn kill_and_pause_cycles_lose_nothing_and_duplicate_nothing() {
     assert_eq!(n("checked"), n("acknowledged"), "{stderr}");
     assert!(n("consumed") > 0, "{stderr}");
     assert!(n("consumer_seen_checked") > 0, "{stderr}");
+    assert!(n("commits_acknowledged") > 0, "{stderr}");
     for k in [
         "lost",
         "misplaced",
