@@ -61,6 +61,8 @@ pub struct Options {
     pub segment_bytes: u64,
     /// The group consumers' assignor (Java name); `None`: the client's default list.
     pub assignor: Option<String>,
+    /// Static group membership (`group.instance.id`).
+    pub static_members: bool,
 }
 
 /// One cycle's line.
@@ -476,6 +478,7 @@ async fn drive(
                 topic: TOPIC.to_string(),
                 group: GROUP.to_string(),
                 assignor: opts.assignor.clone(),
+                static_member: opts.static_members,
             };
             tokio::spawn(workload::consume(shared.clone(), spec))
         })

@@ -91,6 +91,9 @@ struct Args {
     /// client's list, range then cooperative-sticky, which rebalances eagerly).
     #[arg(long, value_parser = ["range", "roundrobin", "sticky", "cooperative-sticky"])]
     assignor: Option<String>,
+    /// Static group membership: each consumer has a `group.instance.id`.
+    #[arg(long = "static")]
+    static_members: bool,
     /// Directory for the broker's data and log (kept); default: a temporary one, kept only
     /// when the run fails.
     #[arg(long)]
@@ -123,6 +126,7 @@ async fn main() -> ExitCode {
         data_dir: args.data_dir,
         segment_bytes: args.segment_bytes,
         assignor: args.assignor,
+        static_members: args.static_members,
     };
     let json = args.json;
     let mut print = |line: &str| {

@@ -254,6 +254,8 @@ pub struct ConsumerSpec {
     pub group: String,
     /// Assignor (Java name), or `None` for the client's default list.
     pub assignor: Option<String>,
+    /// Static membership: `group.instance.id` = `chaos-c<index>`.
+    pub static_member: bool,
 }
 
 /// The assignor named as in Java's `partition.assignment.strategy`.
@@ -293,6 +295,9 @@ pub async fn consume(shared: Arc<Shared>, spec: ConsumerSpec) {
     config.heartbeat_interval = Duration::from_millis(500);
     config.rebalance_timeout = Duration::from_secs(20);
     config.auto_commit_interval = Duration::from_secs(1);
+    if spec.static_member {
+        config.group_instance_id = Some(format!("chaos-c{}", spec.index));
+    }
     if let Some(a) = spec.assignor.as_deref().and_then(assignor) {
         config.assignors = vec![a];
     }
