@@ -63,6 +63,10 @@ pub struct Options {
     pub assignor: Option<String>,
     /// Static group membership (`group.instance.id`).
     pub static_members: bool,
+    /// The producers' `delivery.timeout.ms`.
+    pub delivery_timeout: Duration,
+    /// The producers' `request.timeout.ms`.
+    pub request_timeout: Duration,
 }
 
 /// One cycle's line.
@@ -466,6 +470,8 @@ async fn drive(
                 partitions: opts.partitions,
                 rate: opts.rate,
                 window: opts.window,
+                delivery_timeout: opts.delivery_timeout,
+                request_timeout: opts.request_timeout,
             };
             tokio::spawn(workload::produce(shared.clone(), spec, drain))
         })

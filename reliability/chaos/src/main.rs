@@ -94,6 +94,13 @@ struct Args {
     /// Static group membership: each consumer has a `group.instance.id`.
     #[arg(long = "static")]
     static_members: bool,
+    /// The producers' `delivery.timeout.ms`; below the longest pause, sends fail and the
+    /// checker counts them as uncertain.
+    #[arg(long, default_value_t = 120_000)]
+    delivery_timeout_ms: u64,
+    /// The producers' `request.timeout.ms`.
+    #[arg(long, default_value_t = 15_000)]
+    request_timeout_ms: u64,
     /// Directory for the broker's data and log (kept); default: a temporary one, kept only
     /// when the run fails.
     #[arg(long)]
@@ -127,6 +134,8 @@ async fn main() -> ExitCode {
         segment_bytes: args.segment_bytes,
         assignor: args.assignor,
         static_members: args.static_members,
+        delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
+        request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
     };
     let json = args.json;
     let mut print = |line: &str| {

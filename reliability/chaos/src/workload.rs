@@ -57,7 +57,7 @@ pub struct History {
 
 impl History {
     fn note(&mut self, kind: &str, e: &spool_client::Error) {
-        let mut msg = format!("{kind}: {e}");
+        let mut msg = record_counts_elided(&format!("{kind}: {e}"));
         msg.truncate(200);
         if self.errors.len() < MAX_ERROR_KINDS || self.errors.contains_key(&msg) {
             *self.errors.entry(msg).or_default() += 1;
@@ -69,6 +69,25 @@ impl History {
             self.examples.push(s);
         }
     }
+}
+
+/// `delivery of 46 record(s) to ...` -> `delivery of N record(s) to ...`, so one kind of error
+/// is counted once whatever the batch size.
+fn record_counts_elided(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(" record(s)") {
+        let head = &rest[..i];
+        let digits = head.len() - head.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        out.push_str(&head[..head.len() - digits]);
+        if digits > 0 {
+            out.push('N');
+        }
+        out.push_str(" record(s)");
+        rest = &rest[i + " record(s)".len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// State shared by the workload tasks and the driver.
@@ -138,17 +157,18 @@ pub struct ProducerSpec {
     pub rate: u32,
     /// Most sends awaiting their acknowledgement at once.
     pub window: usize,
+    /// `delivery.timeout.ms`.
+    pub delivery_timeout: Duration,
+    /// `request.timeout.ms`.
+    pub request_timeout: Duration,
 }
 
 /// Sends unique values until told to stop, then waits (up to `drain`) for every outstanding
 /// send to be answered.
 pub async fn produce(shared: Arc<Shared>, spec: ProducerSpec, drain: Duration) {
-    let client = match connect(
-        client_config(&spec.bootstrap, &format!("chaos-p{}", spec.index)),
-        Instant::now() + Duration::from_secs(120),
-    )
-    .await
-    {
+    let mut cc = client_config(&spec.bootstrap, &format!("chaos-p{}", spec.index));
+    cc.request_timeout = spec.request_timeout;
+    let client = match connect(cc, Instant::now() + Duration::from_secs(120)).await {
         Ok(c) => c,
         Err(e) => {
             shared.history.lock().unwrap().note("producer connect", &e);
@@ -158,6 +178,7 @@ pub async fn produce(shared: Arc<Shared>, spec: ProducerSpec, drain: Duration) {
     let config = ProducerConfig {
         acks: Acks::All,
         enable_idempotence: Some(true),
+        delivery_timeout: spec.delivery_timeout,
         ..ProducerConfig::default()
     };
     let producer = match client.producer(config) {
@@ -374,4 +395,20 @@ pub async fn consume(shared: Arc<Shared>, spec: ConsumerSpec) {
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(15), consumer.close()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_counts_are_elided_from_error_kinds() {
+        assert_eq!(
+            record_counts_elided(
+                "delivery: delivery of 46 record(s) to chaos-0 timed out after 1.5s"
+            ),
+            "delivery: delivery of N record(s) to chaos-0 timed out after 1.5s"
+        );
+        assert_eq!(record_counts_elided("commit: x (25)"), "commit: x (25)");
+    }
 }
