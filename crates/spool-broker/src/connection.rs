@@ -39,6 +39,12 @@ const MAX_QUEUED_ANSWERS: usize = 8;
 /// How long answers already owed may take to go out once the broker is shutting down.
 const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a connection holding request budget may go without sending a byte of its request
+/// before it is closed, so a few stalled senders cannot hold the budget from everyone else
+/// (Kafka closes idle connections after `connections.max.idle.ms`; a request cut off midway
+/// is treated more strictly here because it holds memory).
+const STALLED_REQUEST: Duration = Duration::from_secs(30);
+
 pub(crate) async fn serve(state: Arc<BrokerState>, socket: TcpStream, peer: SocketAddr) {
     let _ = socket.set_nodelay(true);
     let (reader, writer) = socket.into_split();
@@ -112,9 +118,20 @@ async fn read_requests(
                 if inbox.capacity() - inbox.len() < READ_CHUNK / 4 {
                     inbox.reserve(READ_CHUNK);
                 }
+                let stalled = async {
+                    match budget {
+                        Some(_) => tokio::time::sleep(STALLED_REQUEST).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let read = tokio::select! {
                     _ = stop.cancelled() => return,
                     read = reader.read_buf(&mut inbox) => read,
+                    _ = stalled => {
+                        warn!(%peer, "closing connection: a {} byte request stalled for {STALLED_REQUEST:?} \
+                            while holding request memory", large_frame_total(&inbox));
+                        return;
+                    }
                 };
                 match read {
                     Ok(0) => {
@@ -135,6 +152,19 @@ async fn read_requests(
                 return;
             }
         };
+        let large = frame.len() > READ_CHUNK;
+        // Only produce requests run ahead of their answers (that is what lets acks=all share
+        // fsyncs); anything else waits until every earlier answer is written, as on Kafka, so a
+        // client that pipelines fetches and reads nothing cannot make us hold many responses.
+        if !is_produce(&frame) {
+            let drained = tokio::select! {
+                permits = answers.reserve_many(MAX_QUEUED_ANSWERS) => permits.is_ok(),
+                _ = stop.cancelled() => false,
+            };
+            if !drained {
+                return;
+            }
+        }
         let answer = match run(state, frame.freeze(), peer).await {
             Ok(answer) => answer,
             Err(e) => {
@@ -143,9 +173,8 @@ async fn read_requests(
             }
         };
         budget = None;
-        if inbox.is_empty() && inbox.capacity() > 2 * READ_CHUNK {
-            // Give back what one large request needed.
-            inbox = BytesMut::new();
+        if large {
+            inbox = detach(inbox);
         }
         // Biased: an answer produced as the broker shuts down (a parked join told the
         // coordinator is going away) is still delivered when there is room for it.
@@ -155,6 +184,29 @@ async fn read_requests(
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// After a large frame was split off the front of one allocation, `inbox` still shares it and
+/// reserving again would take all of it back: keep only the leftover bytes, in a buffer of their
+/// own size.
+fn detach(inbox: BytesMut) -> BytesMut {
+    if inbox.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&inbox[..])
+    }
+}
+
+fn is_produce(frame: &[u8]) -> bool {
+    frame.get(..2) == Some(&(ApiKey::Produce as i16).to_be_bytes()[..])
+}
+
+/// The declared length of the frame at the front of `inbox`, for a log line.
+fn large_frame_total(inbox: &[u8]) -> i64 {
+    inbox
+        .get(..frame::PREFIX_LEN)
+        .and_then(|p| p.try_into().ok())
+        .map_or(0, |p: [u8; 4]| i64::from(i32::from_be_bytes(p)))
 }
 
 /// The declared length of the frame at the front of `inbox`, when it is larger than one read
@@ -172,34 +224,45 @@ async fn write_answers(
     stop: &CancellationToken,
     peer: SocketAddr,
 ) {
+    // Once the broker shuts down, whatever is still owed gets one grace period in all.
+    let grace = async {
+        state.shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_WRITE_GRACE).await;
+    };
+    tokio::pin!(grace);
     let mut out = BytesMut::new();
     let mut next = answers.recv().await;
     while let Some(answer) = next.take() {
-        if let Err(e) = encode(answer, &mut out).await {
-            warn!(%peer, "closing connection: {e}");
-            break;
-        }
-        // Answers that are ready behind this one go out in the same write.
-        while out.len() < READ_CHUNK {
+        // Answers that are ready behind this one go out in the same write; a failure to
+        // encode one still lets the answers before it go out first.
+        let mut closing = None;
+        let mut pending = Some(answer);
+        while let Some(answer) = pending.take() {
+            let encoded = tokio::select! {
+                encoded = encode(answer, &mut out) => encoded,
+                _ = &mut grace => {
+                    debug!(%peer, "shutting down: an answer was still waiting");
+                    stop.cancel();
+                    return;
+                }
+            };
+            if let Err(e) = encoded {
+                closing = Some(e);
+                break;
+            }
+            if out.len() >= READ_CHUNK {
+                break;
+            }
             match answers.try_recv() {
-                Ok(answer) if !answer.must_wait() => {
-                    if let Err(e) = encode(answer, &mut out).await {
-                        warn!(%peer, "closing connection: {e}");
-                        stop.cancel();
-                        return;
-                    }
-                }
-                Ok(answer) => {
-                    next = Some(answer);
-                    break;
-                }
-                Err(_) => break,
+                Ok(answer) if !answer.must_wait() => pending = Some(answer),
+                Ok(answer) => next = Some(answer),
+                Err(_) => {}
             }
         }
         if !out.is_empty() {
             let written = tokio::select! {
                 written = writer.write_all(&out) => written,
-                _ = shutdown_grace(state) => {
+                _ = &mut grace => {
                     debug!(%peer, "shutting down: dropping answers the client is not reading");
                     break;
                 }
@@ -208,18 +271,22 @@ async fn write_answers(
                 debug!(%peer, "write failed: {e}");
                 break;
             }
-            out.clear();
+            if out.capacity() > 2 * READ_CHUNK {
+                // Do not keep a large answer's buffer for the life of the connection.
+                out = BytesMut::new();
+            } else {
+                out.clear();
+            }
+        }
+        if let Some(e) = closing {
+            warn!(%peer, "closing connection: {e}");
+            break;
         }
         if next.is_none() {
             next = answers.recv().await;
         }
     }
     stop.cancel();
-}
-
-async fn shutdown_grace(state: &BrokerState) {
-    state.shutdown.cancelled().await;
-    tokio::time::sleep(SHUTDOWN_WRITE_GRACE).await;
 }
 
 /// Appends an answer's frame to `out` (nothing for acks=0), first waiting for it if it waits.
@@ -321,4 +388,36 @@ fn api_versions_fallback(prefix: HeaderPrefix) -> Option<ResponseKind> {
     let mut body = handlers::api_versions::handle();
     body.error_code = kafka_protocol::ResponseError::UnsupportedVersion.code();
     Some(ResponseKind::ApiVersions(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_frame_leaves_no_large_buffer_behind() {
+        const LEN: usize = 8 << 20;
+        let mut inbox = BytesMut::new();
+        inbox.extend_from_slice(&(LEN as i32).to_be_bytes());
+        inbox.resize(frame::PREFIX_LEN + LEN + 3, 7);
+        let frame = frame::split_frame(&mut inbox, 100 << 20).unwrap().unwrap();
+        drop(frame);
+        let mut kept = detach(inbox);
+        assert_eq!(&kept[..], &[7, 7, 7]);
+        kept.reserve(READ_CHUNK);
+        assert!(
+            kept.capacity() < 2 * READ_CHUNK,
+            "the 8 MiB allocation came back: {}",
+            kept.capacity()
+        );
+    }
+
+    #[test]
+    fn produce_frames_are_told_apart_by_their_api_key() {
+        assert!(is_produce(&[0, 0, 0, 9]));
+        assert!(!is_produce(&[0, 1, 0, 12]));
+        assert!(!is_produce(&[0]));
+        assert_eq!(large_frame_total(&[0, 0, 1, 0]), 256);
+        assert_eq!(large_frame_total(&[0]), 0);
+    }
 }
