@@ -75,7 +75,8 @@ impl ProducerBatch {
 #[derive(Default)]
 struct PartitionQueue {
     batches: VecDeque<ProducerBatch>,
-    in_flight: usize,
+    /// Ids of this partition's batches in flight.
+    in_flight: BTreeSet<u64>,
 }
 
 /// What [`Accumulator::append`] did.
@@ -257,7 +258,7 @@ impl Accumulator {
         }
         for tp in keys {
             let queue = self.queues.get_mut(&tp).expect("key from map");
-            if queue.in_flight >= self.max_in_flight_per_partition {
+            if queue.in_flight.len() >= self.max_in_flight_per_partition {
                 continue;
             }
             // Expire from the front: batches are queued in creation order.
@@ -275,7 +276,7 @@ impl Accumulator {
             };
             // A retry goes alone: the batches that were in flight with it may have failed
             // behind it and must come back first, in order.
-            if front.attempts > 0 && queue.in_flight > 0 {
+            if front.attempts > 0 && !queue.in_flight.is_empty() {
                 continue;
             }
             let deadline = front.created + self.delivery_timeout;
@@ -314,23 +315,33 @@ impl Accumulator {
             *used += front.size();
             let mut batch = queue.batches.pop_front().expect("front exists");
             batch.retry_at = None;
-            queue.in_flight += 1;
-            if !queue.batches.is_empty() && queue.in_flight < self.max_in_flight_per_partition {
+            queue.in_flight.insert(batch.id);
+            if !queue.batches.is_empty() && queue.in_flight.len() < self.max_in_flight_per_partition
+            {
                 // The next batch may go in the next request: come back at once.
                 out.next_wake = Some(now);
             }
             out.by_broker.entry(broker).or_default().push(batch);
         }
         self.queues
-            .retain(|_, q| !q.batches.is_empty() || q.in_flight > 0);
+            .retain(|_, q| !q.batches.is_empty() || !q.in_flight.is_empty());
         out
+    }
+
+    /// True when a batch of `tp` created before batch `id` is still unresolved (in flight, or
+    /// queued again for a retry). Then an OUT_OF_ORDER_SEQUENCE_NUMBER for `id` only means it
+    /// overtook that batch, not that sequences diverged.
+    pub fn has_earlier_unresolved(&self, tp: &Tp, id: u64) -> bool {
+        self.queues.get(tp).is_some_and(|q| {
+            q.in_flight.range(..id).next().is_some() || q.batches.iter().any(|b| b.id < id)
+        })
     }
 
     /// Puts a batch that will be retried back in its partition's queue, ahead of every batch
     /// created after it.
     pub fn reenqueue(&mut self, batch: ProducerBatch) {
         let queue = self.queues.entry(batch.tp.clone()).or_default();
-        queue.in_flight = queue.in_flight.saturating_sub(1);
+        queue.in_flight.remove(&batch.id);
         let at = queue
             .batches
             .iter()
@@ -343,10 +354,10 @@ impl Accumulator {
     pub fn finish(&mut self, batch: &ProducerBatch) {
         self.incomplete.remove(&batch.id);
         if let Some(q) = self.queues.get_mut(&batch.tp) {
-            q.in_flight = q.in_flight.saturating_sub(1);
+            q.in_flight.remove(&batch.id);
         }
         self.queues
-            .retain(|_, q| !q.batches.is_empty() || q.in_flight > 0);
+            .retain(|_, q| !q.batches.is_empty() || !q.in_flight.is_empty());
     }
 
     /// Removes every queued (not in-flight) batch, e.g. to fail them after a fatal error.
@@ -358,7 +369,7 @@ impl Accumulator {
         for b in &out {
             self.incomplete.remove(&b.id);
         }
-        self.queues.retain(|_, q| q.in_flight > 0);
+        self.queues.retain(|_, q| !q.in_flight.is_empty());
         out
     }
 }
@@ -472,6 +483,35 @@ mod tests {
         let later = now + Duration::from_millis(10);
         let d = a.drain(later, true, 1 << 20, |_| Some(1), |_| true);
         assert_eq!(d.by_broker[&1][0].id, 3);
+    }
+
+    #[test]
+    fn a_batch_knows_when_an_earlier_one_of_its_partition_is_unresolved() {
+        let sem = Arc::new(Semaphore::new(10_000));
+        let mut a = acc(200);
+        a.set_max_in_flight_per_partition(5);
+        let now = Instant::now();
+        three_full_batches(&mut a, &sem, now);
+        let take = |a: &mut Accumulator| {
+            a.drain(now, true, 1 << 20, |_| Some(1), |_| true)
+                .by_broker
+                .remove(&1)
+                .unwrap()
+                .remove(0)
+        };
+        let (b0, b1) = (take(&mut a), take(&mut a));
+        let tp = b1.tp.clone();
+        assert!(a.has_earlier_unresolved(&tp, b1.id), "b0 is in flight");
+        assert!(!a.has_earlier_unresolved(&tp, b0.id));
+        // b0 comes back for a retry: still unresolved, now queued.
+        a.reenqueue(b0);
+        assert!(
+            a.has_earlier_unresolved(&tp, b1.id),
+            "b0 is queued for a retry"
+        );
+        let b0 = a.queues.get_mut(&tp).unwrap().batches.pop_front().unwrap();
+        a.finish(&b0);
+        assert!(!a.has_earlier_unresolved(&tp, b1.id), "b0 settled");
     }
 
     #[test]

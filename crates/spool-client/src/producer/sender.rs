@@ -455,7 +455,19 @@ fn on_error(
     }
     if can_retry {
         tracing::debug!(topic = %b.tp.0, partition = b.tp.1, attempt = b.attempts, error = %err, "retrying batch");
-        if sequence_error {
+        // With several batches of a partition in flight, OUT_OF_ORDER_SEQUENCE_NUMBER usually
+        // means this one overtook an earlier batch that failed or is still unresolved: retry it
+        // as it is, behind that batch. Only a gap with nothing unresolved before it means the
+        // broker's and our sequences diverged; then bump the epoch (re-stamping a batch whose
+        // first attempt may have been written would risk a duplicate, so never bump for the
+        // overtaking case).
+        let overtook = sequence_error
+            && shared
+                .acc
+                .lock()
+                .unwrap()
+                .has_earlier_unresolved(&b.tp, b.id);
+        if sequence_error && !overtook {
             shared.pid.lock().unwrap().request_bump();
         }
         b.retry_at = Some(now + backoff);
