@@ -2,11 +2,7 @@
 //! commands against it, including their error messages.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-const SPOOL: &str = env!("CARGO_BIN_EXE_spool");
+use std::process::{Command, Output, Stdio};
 
 fn spool(args: &[&str]) -> Output {
     Command::new(SPOOL)
@@ -24,9 +20,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A `spool broker` child process on a free port, stopped with SIGTERM on drop.
+mod support;
+use support::{sigterm as terminate, BrokerProcess, SPOOL};
+
+/// A `spool broker` child process on a free port over its own temp dir.
 struct Broker {
-    child: Child,
+    process: BrokerProcess,
     addr: String,
     _dir: tempfile::TempDir,
 }
@@ -34,59 +33,18 @@ struct Broker {
 impl Broker {
     fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(SPOOL)
-            .args([
-                "broker",
-                "--listen",
-                "127.0.0.1:0",
-                "--group-initial-rebalance-delay-ms",
-                "0",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("broker printed no 'listening on' line");
+        let process =
+            BrokerProcess::start(dir.path(), &["--group-initial-rebalance-delay-ms", "0"]);
         Broker {
-            child,
-            addr,
+            addr: process.addr.clone(),
+            process,
             _dir: dir,
         }
     }
 
-    fn stop(mut self) -> std::process::ExitStatus {
-        terminate(&self.child);
-        self.child.wait().unwrap()
+    fn stop(self) -> std::process::ExitStatus {
+        self.process.terminate()
     }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]

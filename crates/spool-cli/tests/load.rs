@@ -6,9 +6,6 @@
 //! Counts are configurable for longer runs: SPOOL_LOAD_IDLE (default 10000), SPOOL_LOAD_PRODUCERS
 //! (default 200).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -18,7 +15,8 @@ use spool_client::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const SPOOL: &str = env!("CARGO_BIN_EXE_spool");
+mod support;
+use support::BrokerProcess;
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -27,9 +25,9 @@ fn env_count(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A `spool broker` child process on a free port, killed on drop.
+/// A `spool broker` child process over its own temp dir.
 struct Broker {
-    child: Child,
+    process: BrokerProcess,
     addr: String,
     _dir: tempfile::TempDir,
 }
@@ -37,53 +35,17 @@ struct Broker {
 impl Broker {
     fn start(extra: &[&str]) -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(SPOOL)
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("broker printed no 'listening on' line");
+        let process = BrokerProcess::start(dir.path(), extra);
         Broker {
-            child,
-            addr,
+            addr: process.addr.clone(),
+            process,
             _dir: dir,
         }
     }
 
     /// (VmRSS, VmHWM) of the broker process in KiB.
     fn memory_kb(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap()
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.memory_kb()
     }
 }
 

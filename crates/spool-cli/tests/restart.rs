@@ -2,11 +2,7 @@
 //! and stopped with SIGTERM, restarted on the same data directory: an idempotent producer's
 //! retry of the very same batch bytes gets the original offset back, and nothing is appended.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use spool_client::connection::Connection;
@@ -26,69 +22,36 @@ use spool_protocol::kafka_protocol::messages::{
 use spool_protocol::kafka_protocol::protocol::StrBytes;
 use spool_protocol::records::BatchBuilder;
 
-const SPOOL: &str = env!("CARGO_BIN_EXE_spool");
+mod support;
+use support::BrokerProcess;
+
 const TOPIC: &str = "restart";
 
-/// A `spool broker` child on a free port over `dir`; killed on drop if still running.
-struct Broker {
-    child: Child,
-    addr: String,
-}
+/// A `spool broker` child over `dir`, with a raw connection helper.
+struct Broker(BrokerProcess);
 
 impl Broker {
     fn start(dir: &Path) -> Broker {
-        let mut child = Command::new(SPOOL)
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("broker printed no 'listening on' line");
-        Broker { child, addr }
+        Broker(BrokerProcess::start(dir, &[]))
     }
 
     /// SIGKILL: the process gets no chance to flush, snapshot or mark a clean shutdown.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    fn kill(self) {
+        self.0.kill();
     }
 
     /// SIGTERM: a graceful stop.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        assert!(self.child.wait().unwrap().success());
+    fn terminate(self) {
+        assert!(self.0.terminate().success());
     }
 
     async fn connect(&self) -> Connection {
-        let conn = Connection::connect(&self.addr, &ClientConfig::new(&self.addr))
+        let addr = &self.0.addr;
+        let conn = Connection::connect(addr, &ClientConfig::new(addr))
             .await
             .unwrap();
         conn.handshake().await.unwrap();
         conn
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
