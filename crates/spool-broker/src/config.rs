@@ -27,6 +27,11 @@ pub struct BrokerConfig {
     /// for room before it buffers such a request, so a flood meets back-pressure; one request
     /// larger than the whole budget is admitted alone.
     pub max_queued_request_bytes: usize,
+    /// How long a connection holding request memory (see `max_queued_request_bytes`) may go
+    /// without sending a byte of its request before it is closed, so a few stalled senders
+    /// cannot hold the budget from everyone else (default 30 s; Kafka's nearest is
+    /// `connections.max.idle.ms`, 10 minutes, which does not free memory any sooner).
+    pub stalled_request_timeout: std::time::Duration,
     /// Open connections accepted at once (`max.connections`).
     pub max_connections: usize,
     /// Bounds applied to every request before decoding.
@@ -55,6 +60,7 @@ impl BrokerConfig {
             default_partitions: 1,
             max_request_bytes: spool_protocol::frame::DEFAULT_MAX_REQUEST_BYTES,
             max_queued_request_bytes: DEFAULT_MAX_QUEUED_REQUEST_BYTES,
+            stalled_request_timeout: std::time::Duration::from_secs(30),
             max_connections: 10_000,
             guard: Default::default(),
             max_partitions_per_topic: 10_000,

@@ -39,12 +39,6 @@ const MAX_QUEUED_ANSWERS: usize = 8;
 /// How long answers already owed may take to go out once the broker is shutting down.
 const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(5);
 
-/// How long a connection holding request budget may go without sending a byte of its request
-/// before it is closed, so a few stalled senders cannot hold the budget from everyone else
-/// (Kafka closes idle connections after `connections.max.idle.ms`; a request cut off midway
-/// is treated more strictly here because it holds memory).
-const STALLED_REQUEST: Duration = Duration::from_secs(30);
-
 pub(crate) async fn serve(state: Arc<BrokerState>, socket: TcpStream, peer: SocketAddr) {
     let _ = socket.set_nodelay(true);
     let (reader, writer) = socket.into_split();
@@ -120,7 +114,7 @@ async fn read_requests(
                 }
                 let stalled = async {
                     match budget {
-                        Some(_) => tokio::time::sleep(STALLED_REQUEST).await,
+                        Some(_) => tokio::time::sleep(state.config.stalled_request_timeout).await,
                         None => std::future::pending().await,
                     }
                 };
@@ -128,8 +122,9 @@ async fn read_requests(
                     _ = stop.cancelled() => return,
                     read = reader.read_buf(&mut inbox) => read,
                     _ = stalled => {
-                        warn!(%peer, "closing connection: a {} byte request stalled for {STALLED_REQUEST:?} \
-                            while holding request memory", large_frame_total(&inbox));
+                        warn!(%peer, "closing connection: a {} byte request stalled for {:?} \
+                            while holding request memory", large_frame_total(&inbox),
+                            state.config.stalled_request_timeout);
                         return;
                     }
                 };

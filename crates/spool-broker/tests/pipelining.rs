@@ -184,3 +184,36 @@ async fn large_requests_beyond_the_memory_budget_all_complete() {
     .expect("large requests waited for a budget that never came back");
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_sender_stalled_while_holding_request_memory_is_cut_off_and_frees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path());
+    // Room for one large request at a time, and little patience with one that stops midway.
+    config.max_queued_request_bytes = 1 << 20;
+    config.stalled_request_timeout = std::time::Duration::from_millis(200);
+    let broker = EmbeddedBroker::start_with(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut setup = TcpStream::connect(broker.addr()).await.unwrap();
+    create_topic(&mut setup, "stall").await;
+    let value = vec![1u8; 900 * 1024];
+    let whole = frame(ApiKey::Produce, 9, 1, produce("stall", 1, &value));
+    // The staller sends half of its request, takes the whole budget, and stops.
+    let mut staller = TcpStream::connect(broker.addr()).await.unwrap();
+    staller.write_all(&whole[..whole.len() / 2]).await.unwrap();
+    // Another large request needs the budget: it is answered once the staller is cut off.
+    let mut other = TcpStream::connect(broker.addr()).await.unwrap();
+    other.write_all(&whole).await.unwrap();
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(30), recv(&mut other))
+        .await
+        .expect("the stalled sender kept the request memory");
+    assert_eq!(produce_answer(answered.unwrap()), (1, 0, 0));
+    // And the staller's connection was closed.
+    let mut rest = [0u8; 1];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), staller.read(&mut rest))
+        .await
+        .expect("the stalled connection stayed open");
+    assert!(matches!(closed, Ok(0) | Err(_)));
+    broker.shutdown().await.unwrap();
+}
