@@ -165,15 +165,11 @@ produce_topics() {
 }
 
 create_topics() {
-    local t
-    for t in lat-spool lat-java e2e-spool e2e0-spool $(produce_topics); do
-        local parts=1
-        [[ $t == *:* ]] && { parts=${t#*:}; t=${t%:*}; }
-        [[ $parts == 1 ]] || continue
-        "$SPOOL" topics create "$t" --partitions 1 -b "$ADDR" > /dev/null 2>> "$WORK/topics.err" || log "create $t failed"
-    done
-    for t in $(produce_topics | tr ' ' '\n' | grep ':6$' | cut -d: -f1); do
-        "$SPOOL" topics create "$t" --partitions 6 -b "$ADDR" > /dev/null 2>> "$WORK/topics.err" || log "create $t failed"
+    local t parts
+    for t in lat-spool:1 lat-java:1 e2e-spool:1 e2e0-spool:1 $(produce_topics); do
+        parts=${t#*:}; t=${t%:*}
+        "$SPOOL" topics create "$t" --partitions "$parts" -b "$ADDR" > /dev/null 2>> "$WORK/topics.err" ||
+            log "create $t failed"
     done
     sleep 1
 }

@@ -192,23 +192,26 @@ fn detach(inbox: BytesMut) -> BytesMut {
     }
 }
 
+/// The API key alone (a frame too short for a whole header is left to `run` to refuse).
 fn is_produce(frame: &[u8]) -> bool {
     frame.get(..2) == Some(&(ApiKey::Produce as i16).to_be_bytes()[..])
 }
 
+/// The length declared by the frame prefix at the front of `inbox`, once it has arrived.
+fn declared_len(inbox: &[u8]) -> Option<i32> {
+    let prefix: [u8; frame::PREFIX_LEN] = inbox.get(..frame::PREFIX_LEN)?.try_into().ok()?;
+    Some(i32::from_be_bytes(prefix))
+}
+
 /// The declared length of the frame at the front of `inbox`, for a log line.
 fn large_frame_total(inbox: &[u8]) -> i64 {
-    inbox
-        .get(..frame::PREFIX_LEN)
-        .and_then(|p| p.try_into().ok())
-        .map_or(0, |p: [u8; 4]| i64::from(i32::from_be_bytes(p)))
+    declared_len(inbox).map_or(0, i64::from)
 }
 
 /// The declared length of the frame at the front of `inbox`, when it is larger than one read
 /// and within the request cap (anything else is refused by `split_frame` or needs no budget).
 fn large_frame_len(inbox: &[u8], max: usize) -> Option<usize> {
-    let prefix: [u8; frame::PREFIX_LEN] = inbox.get(..frame::PREFIX_LEN)?.try_into().ok()?;
-    let len = usize::try_from(i32::from_be_bytes(prefix)).ok()?;
+    let len = usize::try_from(declared_len(inbox)?).ok()?;
     (len > READ_CHUNK && len <= max && inbox.len() < frame::PREFIX_LEN + len).then_some(len)
 }
 

@@ -315,6 +315,15 @@ mod tests {
         assert!(store.groups().is_empty());
     }
 
+    /// Appends bytes to the offsets file as a torn or failed write would leave them.
+    fn append_raw(dir: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(FILE))
+            .unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
     #[test]
     fn a_torn_line_with_broken_utf8_costs_only_that_line() {
         let dir = tempfile::tempdir().unwrap();
@@ -323,13 +332,8 @@ mod tests {
             .commit("g", vec![(("t".into(), 0), c(4, None))])
             .unwrap();
         drop(store);
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join(FILE))
-            .unwrap();
         // A partial multi-byte character, then (as after a failed write) a later good line.
-        f.write_all(b"{\"k\":\"c\",\"g\":\"g\xe2\x82\n").unwrap();
-        drop(f);
+        append_raw(dir.path(), b"{\"k\":\"c\",\"g\":\"g\xe2\x82\n");
         let store = OffsetStore::open(dir.path()).unwrap();
         assert_eq!(store.get("g", &("t".into(), 0)).unwrap().offset, 4);
         store
@@ -348,13 +352,10 @@ mod tests {
             .commit("g", vec![(("t".into(), 0), c(5, None))])
             .unwrap();
         drop(store);
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join(FILE))
-            .unwrap();
-        f.write_all(b"{\"k\":\"c\",\"g\":\"g\",\"t\":\"t\",\"p\":0,\"o\":9")
-            .unwrap();
-        drop(f);
+        append_raw(
+            dir.path(),
+            b"{\"k\":\"c\",\"g\":\"g\",\"t\":\"t\",\"p\":0,\"o\":9",
+        );
         let store = OffsetStore::open(dir.path()).unwrap();
         assert_eq!(store.get("g", &("t".into(), 0)).unwrap().offset, 5);
     }
