@@ -119,7 +119,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
                 &producer,
                 &topic,
                 plan,
-                |i, due| stamped(&payload, i, due),
+                move |i, due| stamped(&payload, i, due),
                 size,
                 acks,
                 stop,

@@ -81,43 +81,133 @@ pub(super) async fn send_loop(
     producer: &Producer,
     topic: &str,
     plan: Plan,
-    mut value: impl FnMut(u64, Duration) -> Bytes,
+    value: impl FnMut(u64, Duration) -> Bytes + Send + 'static,
     bytes_per_record: u64,
     counters: Arc<Counters>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Sent {
     let start = plan.start;
     let (tx, rx) = mpsc::unbounded_channel();
     let collector = tokio::spawn(collect(rx, start, bytes_per_record, counters.clone()));
-    let mut limit = plan.count.unwrap_or(u64::MAX);
-    if let (Some(s), Some(d)) = (plan.schedule, plan.duration) {
-        limit = limit.min(s.count_before(d));
+    let refused = match plan.schedule {
+        Some(schedule) => {
+            // tokio's timer ticks every millisecond: at 10k records/s it would send records
+            // in bursts of ten, each up to 1 ms after its due time, and that lateness would
+            // count as latency. A thread of its own sleeps to within tens of microseconds.
+            let (producer, topic) = (producer.clone(), topic.to_string());
+            let runtime = tokio::runtime::Handle::current();
+            let pacer = tokio::task::spawn_blocking(move || {
+                let mut send = Sender {
+                    producer: &producer,
+                    topic: &topic,
+                    value,
+                    tx,
+                };
+                pace(&runtime, schedule, plan, &mut send, &stop)
+            });
+            pacer.await.expect("the pacer does not panic")
+        }
+        None => {
+            let mut send = Sender {
+                producer,
+                topic,
+                value,
+                tx,
+            };
+            full_speed(plan, &mut send, &stop).await
+        }
+    };
+    // Acknowledgement failures are reported through the delivery futures.
+    let _ = producer.flush().await;
+    let mut sent = collector.await.expect("the collector does not panic");
+    if let Some(e) = refused {
+        counters.fail();
+        sent.failed += 1;
+        sent.first_error.get_or_insert(e);
     }
-    let mut refused = None;
+    sent
+}
+
+/// Hands records to the producer and their delivery futures to the collector.
+struct Sender<'a, F> {
+    producer: &'a Producer,
+    topic: &'a str,
+    value: F,
+    tx: mpsc::UnboundedSender<(Instant, DeliveryFuture)>,
+}
+
+impl<F: FnMut(u64, Duration) -> Bytes> Sender<'_, F> {
+    /// Sends record `i`, due `due` after `start`; an error when the producer refused it (not
+    /// queued: buffer or metadata wait timed out, producer failed).
+    async fn send(
+        &mut self,
+        i: u64,
+        start: Instant,
+        due: Duration,
+    ) -> Result<(), spool_client::Error> {
+        let record = ProducerRecord {
+            topic: self.topic.to_string(),
+            partition: None,
+            key: None,
+            value: Some((self.value)(i, due)),
+            headers: Vec::new(),
+            timestamp: None,
+        };
+        let delivery = self.producer.send(record).await?;
+        let _ = self.tx.send((start + due, delivery));
+        Ok(())
+    }
+}
+
+/// The send loop at full speed: latency from each send call.
+async fn full_speed<F: FnMut(u64, Duration) -> Bytes>(
+    plan: Plan,
+    send: &mut Sender<'_, F>,
+    stop: &watch::Receiver<bool>,
+) -> Option<spool_client::Error> {
+    let start = plan.start;
+    let limit = plan.count.unwrap_or(u64::MAX);
     let mut i = 0u64;
     while i < limit && !*stop.borrow() {
-        let since_start = match plan.schedule {
-            Some(s) => {
-                let due = s.due(i);
-                let at = start + due;
-                if at > Instant::now() {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at.into()) => {}
-                        _ = stop.changed() => break,
-                    }
-                }
-                due
-            }
-            None => start.elapsed(),
-        };
+        let since_start = start.elapsed();
+        if plan.duration.is_some_and(|d| since_start >= d) {
+            break;
+        }
+        if let Err(e) = send.send(i, start, since_start).await {
+            return Some(e);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The send loop at a constant rate, on a thread of its own (blocking): sleeps until each
+/// record is due and sends it; latency from the due time.
+fn pace<F: FnMut(u64, Duration) -> Bytes>(
+    runtime: &tokio::runtime::Handle,
+    schedule: Schedule,
+    plan: Plan,
+    send: &mut Sender<'_, F>,
+    stop: &watch::Receiver<bool>,
+) -> Option<spool_client::Error> {
+    let start = plan.start;
+    let mut limit = plan.count.unwrap_or(u64::MAX);
+    if let Some(d) = plan.duration {
+        limit = limit.min(schedule.count_before(d));
+    }
+    let mut i = 0u64;
+    while i < limit && !*stop.borrow() {
+        let due = schedule.due(i);
+        let now = Instant::now();
+        if let Some(wait) = (start + due).checked_duration_since(now) {
+            // Short naps, so that a stop is seen within a tenth of a second.
+            std::thread::sleep(wait.min(Duration::from_millis(100)));
+            continue;
+        }
+        // A constant-rate run sends the records due within its duration, late ones too (their
+        // latency shows how late); it gives up only when twice as long has passed.
         if let Some(d) = plan.duration {
-            let elapsed = start.elapsed();
-            // A constant-rate run sends the records due within `d`, late ones too (their
-            // latency shows how late); it gives up only when twice as long has passed.
-            if plan.schedule.is_none() && elapsed >= d {
-                break;
-            }
-            if elapsed >= 2 * d {
+            if now.duration_since(start) >= 2 * d {
                 eprintln!(
                     "note: could not keep up with the rate; {} due records were not sent",
                     limit - i
@@ -125,36 +215,12 @@ pub(super) async fn send_loop(
                 break;
             }
         }
-        let record = ProducerRecord {
-            topic: topic.to_string(),
-            partition: None,
-            key: None,
-            value: Some(value(i, since_start)),
-            headers: Vec::new(),
-            timestamp: None,
-        };
-        match producer.send(record).await {
-            Ok(delivery) => {
-                let _ = tx.send((start + since_start, delivery));
-            }
-            Err(e) => {
-                // Not queued (buffer or metadata wait timed out, producer failed): stop here.
-                counters.fail();
-                refused = Some(e);
-                break;
-            }
+        if let Err(e) = runtime.block_on(send.send(i, start, due)) {
+            return Some(e);
         }
         i += 1;
     }
-    drop(tx);
-    // Acknowledgement failures are reported through the delivery futures.
-    let _ = producer.flush().await;
-    let mut sent = collector.await.expect("the collector does not panic");
-    if let Some(e) = refused {
-        sent.failed += 1;
-        sent.first_error.get_or_insert(e);
-    }
-    sent
+    None
 }
 
 /// Awaits the delivery futures as they come, recording each acknowledgement's latency from
@@ -255,7 +321,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         &producer,
         &args.topic,
         plan,
-        |i, _| payload.value(i),
+        move |i, _| payload.value(i),
         u64::from(args.record_size),
         counters,
         stop,
