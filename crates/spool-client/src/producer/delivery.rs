@@ -87,6 +87,17 @@ pub struct DeliveryFuture {
 }
 
 impl DeliveryFuture {
+    /// The partition the record was queued for.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Whether the outcome is known: awaiting the future then returns at once. A cheap check
+    /// (one atomic load) for callers that track many records without a task per record.
+    pub fn is_done(&self) -> bool {
+        self.outcome.result.get().is_some()
+    }
+
     fn metadata(&self, result: &Result<(i64, i64)>) -> Result<RecordMetadata> {
         match result {
             Ok((base, log_append_time)) => Ok(RecordMetadata {
@@ -149,6 +160,8 @@ mod tests {
         tokio::task::yield_now().await;
         c.complete(Ok((40, -1)));
         let b = waiter.await.unwrap().unwrap();
+        assert!(a.is_done());
+        assert_eq!(a.partition(), 3);
         let a = a.await.unwrap();
         assert_eq!((a.offset, a.timestamp, a.partition), (40, 100, 3));
         assert_eq!((b.offset, b.timestamp), (41, 200));
@@ -158,6 +171,7 @@ mod tests {
     async fn log_append_time_and_unknown_offsets() {
         let c = Completer::new();
         let f = c.future(Arc::from("t"), 0, 5, 1);
+        assert!(!f.is_done());
         c.complete(Ok((-1, 777)));
         let m = f.await.unwrap();
         assert_eq!((m.offset, m.timestamp), (-1, 777));

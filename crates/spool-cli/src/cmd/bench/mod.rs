@@ -10,6 +10,7 @@
 //! progress task: counters -> one line on stderr (1 s on a terminal, else 5 s)
 //! ```
 
+mod acks;
 mod consume;
 mod e2e;
 mod produce;

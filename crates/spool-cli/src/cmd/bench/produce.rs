@@ -9,6 +9,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use spool_client::{Client, DeliveryFuture, Producer, ProducerRecord};
 use tokio::sync::{mpsc, watch};
 
+use super::acks::Unacked;
 use super::progress::{Counters, Progress};
 use super::rate::Schedule;
 use super::report::{Latencies, Report};
@@ -73,6 +74,18 @@ pub(super) struct Sent {
     pub elapsed: Duration,
 }
 
+impl Sent {
+    fn new() -> Sent {
+        Sent {
+            acked: 0,
+            failed: 0,
+            first_error: None,
+            latencies: Latencies::default(),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 /// Sends records by `plan` until it is done or `stop` turns true, then waits for every
 /// acknowledgement. `value(i, due)` makes record `i`'s value; `due` is its due time relative
 /// to `plan.start` (its send time when there is no schedule). Acknowledged records count in
@@ -87,39 +100,44 @@ pub(super) async fn send_loop(
     stop: watch::Receiver<bool>,
 ) -> Sent {
     let start = plan.start;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let collector = tokio::spawn(collect(rx, start, bytes_per_record, counters.clone()));
-    let refused = match plan.schedule {
+    let (mut sent, refused) = match plan.schedule {
         Some(schedule) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let collector = tokio::spawn(collect(rx, start, bytes_per_record, counters.clone()));
             // tokio's timer ticks every millisecond: at 10k records/s it would send records
             // in bursts of ten, each up to 1 ms after its due time, and that lateness would
             // count as latency. A thread of its own sleeps to within tens of microseconds.
-            let (producer, topic) = (producer.clone(), topic.to_string());
+            let (pacing, topic) = (producer.clone(), topic.to_string());
             let runtime = tokio::runtime::Handle::current();
             let pacer = tokio::task::spawn_blocking(move || {
                 let mut send = Sender {
-                    producer: &producer,
+                    producer: &pacing,
                     topic: &topic,
                     value,
-                    tx,
                 };
-                pace(&runtime, schedule, plan, &mut send, &stop)
+                pace(&runtime, schedule, plan, &mut send, &tx, &stop)
             });
-            pacer.await.expect("the pacer does not panic")
+            let refused = pacer.await.expect("the pacer does not panic");
+            // Acknowledgement failures are reported through the delivery futures.
+            let _ = producer.flush().await;
+            let sent = collector.await.expect("the collector does not panic");
+            (sent, refused)
         }
         None => {
             let mut send = Sender {
                 producer,
                 topic,
                 value,
-                tx,
             };
-            full_speed(plan, &mut send, &stop).await
+            let mut sent = Sent::new();
+            let mut unacked = Unacked::new(start, bytes_per_record);
+            let refused =
+                full_speed(plan, &mut send, &mut unacked, &mut sent, &counters, &stop).await;
+            let _ = producer.flush().await;
+            unacked.finish(&mut sent, &counters).await;
+            (sent, refused)
         }
     };
-    // Acknowledgement failures are reported through the delivery futures.
-    let _ = producer.flush().await;
-    let mut sent = collector.await.expect("the collector does not panic");
     if let Some(e) = refused {
         counters.fail();
         sent.failed += 1;
@@ -128,23 +146,17 @@ pub(super) async fn send_loop(
     sent
 }
 
-/// Hands records to the producer and their delivery futures to the collector.
+/// Hands records to the producer.
 struct Sender<'a, F> {
     producer: &'a Producer,
     topic: &'a str,
     value: F,
-    tx: mpsc::UnboundedSender<(Instant, DeliveryFuture)>,
 }
 
 impl<F: FnMut(u64, Duration) -> Bytes> Sender<'_, F> {
-    /// Sends record `i`, due `due` after `start`; an error when the producer refused it (not
+    /// Sends record `i`, due `due` after the start; an error when the producer refused it (not
     /// queued: buffer or metadata wait timed out, producer failed).
-    async fn send(
-        &mut self,
-        i: u64,
-        start: Instant,
-        due: Duration,
-    ) -> Result<(), spool_client::Error> {
+    async fn send(&mut self, i: u64, due: Duration) -> Result<DeliveryFuture, spool_client::Error> {
         let record = ProducerRecord {
             topic: self.topic.to_string(),
             partition: None,
@@ -153,9 +165,7 @@ impl<F: FnMut(u64, Duration) -> Bytes> Sender<'_, F> {
             headers: Vec::new(),
             timestamp: None,
         };
-        let delivery = self.producer.send(record).await?;
-        let _ = self.tx.send((start + due, delivery));
-        Ok(())
+        self.producer.send(record).await
     }
 }
 
@@ -163,18 +173,27 @@ impl<F: FnMut(u64, Duration) -> Bytes> Sender<'_, F> {
 async fn full_speed<F: FnMut(u64, Duration) -> Bytes>(
     plan: Plan,
     send: &mut Sender<'_, F>,
+    unacked: &mut Unacked,
+    sent: &mut Sent,
+    counters: &Counters,
     stop: &watch::Receiver<bool>,
 ) -> Option<spool_client::Error> {
     let start = plan.start;
     let limit = plan.count.unwrap_or(u64::MAX);
     let mut i = 0u64;
     while i < limit && !*stop.borrow() {
-        let since_start = start.elapsed();
-        if plan.duration.is_some_and(|d| since_start >= d) {
+        let now = Instant::now();
+        if plan.duration.is_some_and(|d| now - start >= d) {
             break;
         }
-        if let Err(e) = send.send(i, start, since_start).await {
-            return Some(e);
+        // Acknowledgements that arrived meanwhile, every few records: a few microseconds
+        // late at most.
+        if i.is_multiple_of(16) {
+            unacked.collect_done(now, sent, counters);
+        }
+        match send.send(i, now - start).await {
+            Ok(delivery) => unacked.push(now, delivery),
+            Err(e) => return Some(e),
         }
         i += 1;
     }
@@ -188,6 +207,7 @@ fn pace<F: FnMut(u64, Duration) -> Bytes>(
     schedule: Schedule,
     plan: Plan,
     send: &mut Sender<'_, F>,
+    tx: &mpsc::UnboundedSender<(Instant, DeliveryFuture)>,
     stop: &watch::Receiver<bool>,
 ) -> Option<spool_client::Error> {
     let start = plan.start;
@@ -215,8 +235,11 @@ fn pace<F: FnMut(u64, Duration) -> Bytes>(
                 break;
             }
         }
-        if let Err(e) = runtime.block_on(send.send(i, start, due)) {
-            return Some(e);
+        match runtime.block_on(send.send(i, due)) {
+            Ok(delivery) => {
+                let _ = tx.send((start + due, delivery));
+            }
+            Err(e) => return Some(e),
         }
         i += 1;
     }
@@ -232,13 +255,7 @@ async fn collect(
     counters: Arc<Counters>,
 ) -> Sent {
     let mut pending = FuturesUnordered::new();
-    let mut sent = Sent {
-        acked: 0,
-        failed: 0,
-        first_error: None,
-        latencies: Latencies::default(),
-        elapsed: Duration::ZERO,
-    };
+    let mut sent = Sent::new();
     let mut last = start;
     let mut open = true;
     loop {
