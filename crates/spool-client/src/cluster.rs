@@ -8,6 +8,7 @@
 //! advertise, so multi-broker clusters whose leaders live on different brokers just work.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -76,7 +77,7 @@ pub struct TopicInfo {
     pub internal: bool,
     /// Partitions sorted by index.
     pub partitions: Vec<PartitionInfo>,
-    fetched_at: Instant,
+    pub(crate) fetched_at: Instant,
 }
 
 impl TopicInfo {
@@ -145,6 +146,9 @@ struct Inner {
     config: ClientConfig,
     metadata: RwLock<Arc<Metadata>>,
     stale: Mutex<HashSet<String>>,
+    /// Bumped after every change to `metadata` or `stale`, so callers that keep what they
+    /// looked up (the producer, per record) can tell cheaply whether it still holds.
+    generation: AtomicU64,
     pool: Mutex<HashMap<i32, Arc<BrokerSlot>>>,
     /// The connection bootstrap used, kept as a last resort for metadata requests.
     bootstrap: tokio::sync::Mutex<Option<Arc<Connection>>>,
@@ -206,6 +210,7 @@ impl Client {
                     ..Default::default()
                 })),
                 stale: Mutex::new(HashSet::new()),
+                generation: AtomicU64::new(0),
                 pool: Mutex::new(HashMap::new()),
                 bootstrap: tokio::sync::Mutex::new(None),
                 refresh_lock: tokio::sync::Mutex::new(()),
@@ -229,6 +234,14 @@ impl Client {
     /// Marks a topic's metadata as out of date; the next lookup refreshes it.
     pub fn invalidate(&self, topic: &str) {
         self.inner.stale.lock().unwrap().insert(topic.to_string());
+        self.inner.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes whenever cached metadata changes or a topic is invalidated: a lookup made
+    /// after reading generation `g` is still what [`Client::cached_topic`] would say while
+    /// the generation is `g`.
+    pub(crate) fn metadata_generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// True when a topic was invalidated and not refreshed since.
@@ -256,12 +269,22 @@ impl Client {
 
     /// The cached topic if it is fresh and not invalidated.
     pub(crate) fn cached_topic(&self, name: &str) -> Option<Arc<TopicInfo>> {
-        if self.inner.stale.lock().unwrap().contains(name) {
-            return None;
+        self.cached_topic_at(name, Instant::now())
+    }
+
+    /// [`Client::cached_topic`] with the caller's clock reading: the producer's per-record
+    /// path reads the clock once for everything it needs.
+    pub(crate) fn cached_topic_at(&self, name: &str, now: Instant) -> Option<Arc<TopicInfo>> {
+        {
+            let stale = self.inner.stale.lock().unwrap();
+            if !stale.is_empty() && stale.contains(name) {
+                return None;
+            }
         }
-        let md = self.metadata();
+        let md = self.inner.metadata.read().unwrap();
         let t = md.topics.get(name)?;
-        (t.fetched_at.elapsed() < self.inner.config.metadata_max_age).then(|| t.clone())
+        (now.saturating_duration_since(t.fetched_at) < self.inner.config.metadata_max_age)
+            .then(|| t.clone())
     }
 
     /// Fetches metadata for `topics` (just brokers when empty) and merges it into the cache.
@@ -376,6 +399,7 @@ impl Client {
             });
         }
         *self.inner.metadata.write().unwrap() = Arc::new(md);
+        self.inner.generation.fetch_add(1, Ordering::Release);
         outcomes
     }
 
@@ -669,6 +693,23 @@ mod tests {
             }
         });
         (addr.to_string(), handle)
+    }
+
+    #[tokio::test]
+    async fn the_metadata_generation_moves_on_every_change_a_cached_lookup_depends_on() {
+        let (addr, _server) = fake_cluster(vec![("orders", 3)]).await;
+        let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
+        client.topic("orders").await.unwrap();
+        let g = client.metadata_generation();
+        assert!(client.cached_topic("orders").is_some());
+        assert_eq!(client.metadata_generation(), g, "lookups change nothing");
+        client.invalidate("orders");
+        let g2 = client.metadata_generation();
+        assert_ne!(g2, g);
+        assert!(client.cached_topic("orders").is_none());
+        client.topic("orders").await.unwrap();
+        assert_ne!(client.metadata_generation(), g2, "a refresh moves it");
+        assert!(client.cached_topic("orders").is_some());
     }
 
     #[tokio::test]

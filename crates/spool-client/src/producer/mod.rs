@@ -122,8 +122,17 @@ pub(crate) struct Shared {
     in_flight: Mutex<HashMap<i32, usize>>,
     /// The order produce requests are written in, per broker.
     write_order: sender::WriteOrder,
-    /// Interned topic names shared by batches and results.
-    names: Mutex<FxHashMap<String, Arc<str>>>,
+    /// Per topic sent to: its interned name (shared by batches and results) and the
+    /// metadata last looked up, valid while the client's metadata generation is unchanged.
+    topics: Mutex<FxHashMap<Box<str>, TopicEntry>>,
+}
+
+/// What the producer keeps per topic, so that a record costs one map lookup.
+struct TopicEntry {
+    name: Arc<str>,
+    info: Option<Arc<TopicInfo>>,
+    /// [`Client::metadata_generation`] when `info` was looked up.
+    generation: u64,
 }
 
 impl Shared {
@@ -131,14 +140,31 @@ impl Shared {
         self.idempotent.load(Ordering::Relaxed)
     }
 
-    fn topic_name(&self, topic: &str) -> Arc<str> {
-        let mut names = self.names.lock().unwrap();
-        if let Some(n) = names.get(topic) {
-            return n.clone();
+    /// The topic's interned name and, when fresh at `now`, its cached metadata (what
+    /// [`Client::cached_topic`] says, looked up again only after the client's metadata
+    /// changed).
+    fn topic(&self, topic: &str, now: Instant) -> (Arc<str>, Option<Arc<TopicInfo>>) {
+        let generation = self.client.metadata_generation();
+        let mut topics = self.topics.lock().unwrap();
+        let entry = match topics.get_mut(topic) {
+            Some(e) => e,
+            None => topics.entry(topic.into()).or_insert(TopicEntry {
+                name: Arc::from(topic),
+                info: None,
+                generation: u64::MAX,
+            }),
+        };
+        if entry.generation != generation {
+            entry.info = self.client.cached_topic_at(topic, now);
+            entry.generation = generation;
         }
-        let n: Arc<str> = Arc::from(topic);
-        names.insert(topic.to_string(), n.clone());
-        n
+        let max_age = self.client.config().metadata_max_age;
+        let info = entry
+            .info
+            .as_ref()
+            .filter(|t| now.saturating_duration_since(t.fetched_at) < max_age)
+            .cloned();
+        (entry.name.clone(), info)
     }
 }
 
@@ -210,7 +236,7 @@ impl Producer {
             sticky: StickyPartitioner::default(),
             fatal: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
-            names: Mutex::new(FxHashMap::default()),
+            topics: Mutex::new(FxHashMap::default()),
             write_order: sender::WriteOrder::default(),
             config,
         });
@@ -261,7 +287,8 @@ impl Producer {
         // below (cached metadata, free buffer memory) skip the timers their slow paths need.
         let mut now = Instant::now();
         let deadline = now + s.config.max_block;
-        let topic = match s.client.cached_topic(&record.topic) {
+        let (name, cached) = s.topic(&record.topic, now);
+        let topic = match cached {
             Some(t) if t.partition_count() > 0 => t,
             _ => {
                 let t = self.wait_for_topic(&record.topic, deadline).await?;
@@ -309,7 +336,6 @@ impl Producer {
             },
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let name = s.topic_name(&record.topic);
         let mut abort_on_new_batch = record.partition.is_none() && key.is_none();
         let mut permit = Some(permit);
         loop {
