@@ -267,6 +267,24 @@ w("")
 w("kcat's rate includes its process start and reading its input file, which favours the Spool")
 w("client in the last row by a small fixed cost; see the notes at the end.")
 w("")
+w("A throughput ratio can only show the broker's difference when the broker, not the client, is")
+w("what limits the rate; on 2 cores shared by client and broker it rarely is. The broker CPU")
+w("each broker spent on the same work (medians of the runs below) shows the broker's own cost,")
+w("Spool/Kafka (↓: below 1 means Spool spent less):")
+w("")
+w("| workload | " + " | ".join(SHORT[c] for c in CLIENTS) + " |")
+w("|---|" + "---:|" * len(CLIENTS))
+for wl, lab in (("p1", "(a) produce 100 B, 1 partition"), ("p6", "(a) produce 100 B, 6 partitions"),
+                ("all", "(b) produce 1 KiB acks=all"), ("consume", "(c) consume"),
+                ("lat", "(d) producer acks at a fixed rate"), ("e2e", "(d) end-to-end, linger.ms=5"),
+                ("e2e0", "(d) end-to-end, linger.ms=0")):
+    cells = []
+    for c in CLIENTS:
+        q = quot(get("spool", wl, c, "cpu_s"), get("kafka", wl, c, "cpu_s"))
+        cells.append("–" if q is None else f"{q:.2f}×")
+    if any(x != "–" for x in cells):
+        w(f"| {lab} | " + " | ".join(cells) + " |")
+w("")
 
 # start-up
 w("## Start-up and idle footprint")
@@ -378,7 +396,9 @@ w("  steady-state rate by a small fixed cost. librdkafka defaults (linger 5 ms, 
 w("  batches); acks=all runs set `enable.idempotence=true` to match the other clients. kcat")
 w("  spreads keyless records over the 6 partitions at random (`consistent_random`).")
 w("- **Latency (d)**: `spool bench` measures latency from each record's *due* time on the")
-w("  constant-rate schedule (no coordinated omission); ProducerPerformance measures from the")
+w("  constant-rate schedule (no coordinated omission), sending from a thread of its own that")
+w("  sleeps to within tens of microseconds of each due time (tokio's millisecond timer would add")
+w("  up to 1 ms of the generator's own lateness); ProducerPerformance measures from the")
 w("  `send()` call and throttles by sleeping, so after a stall its figures are lower than the truth.")
 w("  Compare each client's Spool and Kafka rows with each other, not the two clients. No Kafka tool")
 w("  measures end-to-end latency at a fixed rate (EndToEndLatency sends one record at a time), so")
@@ -420,7 +440,9 @@ w("- **End-to-end latency with the default linger.ms=5** is mostly the producer'
 w("  more records (both rows use the same client and the same linger), so the broker's share shows")
 w("  only in the linger.ms=0 table.")
 w("- **Full-speed latency (a, b)** is mostly time queued in the client behind a saturated")
-w("  connection (all records are offered at once), not broker service time.")
+w("  connection (all records are offered at once), not broker service time. `spool bench`")
+w("  measures it from the send call to the moment it sees the acknowledgement (it checks every")
+w("  16 sends, and waits on the rest at the end).")
 w(f"- Throughput workloads ran {repeats} times each (medians; the range row shows the spread);")
 w("  latency workloads ran once. Between full runs of this script on this machine, single figures")
 w("  have moved by up to ~2× (e.g. Kafka's rate in (a) 1 partition, 330k/s cold vs 480k/s warm).")
