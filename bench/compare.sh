@@ -222,13 +222,20 @@ run_workloads() {
     done
     REP=1
     # (d) latency at a constant rate: producer ack latency (spool bench, ProducerPerformance) and
-    # end-to-end produce->consume latency (spool bench e2e), 100 B records, acks=all.
+    # end-to-end produce->consume latency (spool bench e2e), 100 B records, acks=all. Each run
+    # starts after `sync`, for both brokers: (a)-(c) leave gigabytes in the page cache, and when
+    # the kernel writes them back during a run, an fsync issued meanwhile (Spool's acks=all)
+    # waits for that writeback on ext4 -- which measures the previous workloads, not this one.
+    sync
     measure "$b" lat spool-bench spool "$SPOOL" bench produce --topic lat-spool --record-size 100 \
         --duration "$E2E_SECS" --throughput "$RATE" --acks all --json -b "$ADDR"
+    sync
     measure "$b" lat java-perf java-produce prodperf lat-java $((RATE * E2E_SECS)) 100 "$RATE" all
+    sync
     measure "$b" e2e spool-bench spool "$SPOOL" bench e2e --topic e2e-spool --record-size 100 \
         --duration "$E2E_SECS" --throughput "$RATE" --json -b "$ADDR"
     # The same without the producer's 5 ms linger, so the broker's share of the latency shows.
+    sync
     measure "$b" e2e0 spool-bench spool "$SPOOL" bench e2e --topic e2e0-spool --record-size 100 \
         --duration "$E2E_SECS" --throughput "$RATE" --linger-ms 0 --json -b "$ADDR"
     # Did every record land? Sum of the end offsets of each produce topic (kcat -Q, latest = -1).
