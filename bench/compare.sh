@@ -160,7 +160,7 @@ EOF
 produce_topics() {
     local rep c
     for ((rep = 1; rep <= REPEAT; rep++)); do
-        for c in spool java kcat; do echo "p1-$c-r$rep:1 p6-$c-r$rep:6 all-$c-r$rep:1"; done
+        for c in spool spool1m java kcat; do echo "p1-$c-r$rep:1 p6-$c-r$rep:6 all-$c-r$rep:1"; done
     done
 }
 
@@ -201,6 +201,9 @@ run_workloads() {
         for p in 1 6; do
             measure "$b" "p$p" spool-bench spool "$SPOOL" bench produce --topic "p$p-spool-$r" \
                 --record-size 100 --num-records "$N_SMALL" --acks 1 --json -b "$ADDR"
+            # The same client with librdkafka's batch size: client speed like for like with kcat.
+            measure "$b" "p$p" spool-bench-1m spool "$SPOOL" bench produce --topic "p$p-spool1m-$r" \
+                --record-size 100 --num-records "$N_SMALL" --acks 1 --batch-size 1000000 --json -b "$ADDR"
             measure "$b" "p$p" java-perf java-produce prodperf "p$p-java-$r" "$N_SMALL" 100 -1 1
             measure "$b" "p$p" kcat kcat-produce kcat -P -q -b "$ADDR" -t "p$p-kcat-$r" -X acks=1 \
                 -l "$WORK/rec100.txt"
@@ -208,6 +211,8 @@ run_workloads() {
         # (b) 200,000 x 1 KiB, acks=all (idempotent producer in all three clients)
         measure "$b" all spool-bench spool "$SPOOL" bench produce --topic "all-spool-$r" \
             --record-size 1024 --num-records "$N_BIG" --acks all --json -b "$ADDR"
+        measure "$b" all spool-bench-1m spool "$SPOOL" bench produce --topic "all-spool1m-$r" \
+            --record-size 1024 --num-records "$N_BIG" --acks all --batch-size 1000000 --json -b "$ADDR"
         measure "$b" all java-perf java-produce prodperf "all-java-$r" "$N_BIG" 1024 -1 all
         measure "$b" all kcat kcat-produce kcat -P -q -b "$ADDR" -t "all-kcat-$r" -X acks=all \
             -X enable.idempotence=true -l "$WORK/rec1k.txt"
