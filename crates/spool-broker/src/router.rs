@@ -98,10 +98,18 @@ pub(crate) async fn dispatch(
         }
         RequestKind::Produce(req) => {
             // Appended now, in request order; the durability wait runs while the connection
-            // reads on.
+            // reads on. It starts now, not when the answer's turn comes: pipelined requests
+            // then wait for overlapping fsync rounds instead of one after another.
             let appended = handlers::produce::begin(state, req, v);
+            let finished = if appended.must_sync() {
+                let task = tokio::spawn(appended.finish());
+                Box::pin(async move { task.await.unwrap_or(Outcome::Close) })
+                    as Pin<Box<dyn Future<Output = Outcome> + Send>>
+            } else {
+                Box::pin(appended.finish())
+            };
             return Reply::Later(Box::pin(async move {
-                match appended.finish().await {
+                match finished.await {
                     Outcome::Respond(resp) => {
                         Reply::Response(Box::new(ResponseKind::Produce(resp)))
                     }

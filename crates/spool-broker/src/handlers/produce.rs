@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
@@ -99,6 +100,11 @@ pub(crate) fn begin(state: &Arc<BrokerState>, req: ProduceRequest, version: i16)
 }
 
 impl Appended {
+    /// Whether [`Appended::finish`] has fsyncs to wait for (acks=all with batches written).
+    pub(crate) fn must_sync(&self) -> bool {
+        !self.to_sync.is_empty()
+    }
+
     /// Waits until an acks=all request's appends are durable, then says what to answer.
     pub(crate) async fn finish(self) -> Outcome {
         let Appended {
@@ -106,10 +112,17 @@ impl Appended {
             mut responses,
             to_sync,
         } = self;
-        // The appends are in the files; the log batches concurrent waiters into one fsync.
-        for (log, last_offset, t, p) in to_sync {
-            if let Err(e) = log.sync_to(last_offset).await {
-                let resp = &mut responses[t].partition_responses[p];
+        // The appends are in the files; each log batches concurrent waiters into shared
+        // fsyncs, and the partitions of one request sync at the same time.
+        let synced = join_all(
+            to_sync
+                .iter()
+                .map(|(log, last_offset, _, _)| log.sync_to(*last_offset)),
+        )
+        .await;
+        for ((_, _, t, p), result) in to_sync.iter().zip(synced) {
+            if let Err(e) = result {
+                let resp = &mut responses[*t].partition_responses[*p];
                 resp.error_code = ResponseError::KafkaStorageError.code();
                 resp.error_message = Some(text(e.to_string()));
             }
