@@ -56,7 +56,10 @@ stop_broker() {
     wait "$BPID" 2>/dev/null
     BPID=""
 }
-trap 'stop_broker' EXIT
+# Each run writes ~5 GB per broker: a broker's data goes once its workloads are measured, and
+# whatever is left (input files, kcat's output) at exit; KEEP=1 keeps everything for a look.
+drop_data() { [[ ${KEEP:-0} == 1 ]] || rm -rf "$@"; }
+trap 'stop_broker; drop_data "$WORK"/spool-data "$WORK"/kafka/logs "$WORK"/rec*.txt "$WORK"/*.kcat.*.out' EXIT
 trap 'exit 130' INT TERM
 
 record() { # record KEY=VALUE... -> one JSON line in $RESULTS (values are numbers or strings)
@@ -277,6 +280,7 @@ log "starting spool"
 start_spool || exit 1
 run_workloads spool
 stop_broker
+drop_data "$WORK"/spool-data
 log "spool stopped; starting kafka"
 sync; sleep 2
 start_kafka || exit 1
