@@ -23,6 +23,7 @@ SCALE=${SCALE:-1}          # divide record counts by this (smoke tests)
 E2E_SECS=${E2E_SECS:-20}   # duration of the constant-rate latency runs
 RATE=${RATE:-10000}        # their rate, records/s
 REPEAT=${REPEAT:-3}        # runs of each throughput workload per client and broker (median reported)
+LAT_REPEAT=${LAT_REPEAT:-3} # runs of each latency workload (d) per client and broker (median of each percentile)
 OUT=${OUT:-$REPO/BENCHMARKS.md}
 WORK=$(mktemp -d /tmp/spool-compare.XXXXXX)
 RESULTS=$WORK/results.jsonl
@@ -30,8 +31,8 @@ N_SMALL=$((1000000 / SCALE))   # (a) and (c): 100-byte records
 N_BIG=$((200000 / SCALE))      # (b): 1 KiB records, acks=all
 CLK_TCK=$(getconf CLK_TCK)
 CMDLINE="$0 $*"
-[[ $SCALE != 1 || $E2E_SECS != 20 || $RATE != 10000 || ${WARMUP:-1} != 1 || $REPEAT != 3 ]] &&
-    CMDLINE="SCALE=$SCALE E2E_SECS=$E2E_SECS RATE=$RATE WARMUP=${WARMUP:-1} REPEAT=$REPEAT $CMDLINE"
+[[ $SCALE != 1 || $E2E_SECS != 20 || $RATE != 10000 || ${WARMUP:-1} != 1 || $REPEAT != 3 || $LAT_REPEAT != 3 ]] &&
+    CMDLINE="SCALE=$SCALE E2E_SECS=$E2E_SECS RATE=$RATE WARMUP=${WARMUP:-1} REPEAT=$REPEAT LAT_REPEAT=$LAT_REPEAT $CMDLINE"
 
 # Kafka's own JVM settings: bin/kafka-server-start.sh sets KAFKA_HEAP_OPTS="-Xmx1G -Xms1G" and
 # bin/kafka-run-class.sh adds these performance options (and -Xmx256M for the tools).
@@ -167,9 +168,17 @@ produce_topics() {
     done
 }
 
+# The latency topics, one per repetition.
+latency_topics() {
+    local rep
+    for ((rep = 1; rep <= LAT_REPEAT; rep++)); do
+        echo "lat-spool-r$rep:1 lat-java-r$rep:1 e2e-spool-r$rep:1 e2e0-spool-r$rep:1"
+    done
+}
+
 create_topics() {
     local t parts
-    for t in lat-spool:1 lat-java:1 e2e-spool:1 e2e0-spool:1 $(produce_topics); do
+    for t in $(latency_topics) $(produce_topics); do
         parts=${t#*:}; t=${t%:*}
         "$SPOOL" topics create "$t" --partitions "$parts" -b "$ADDR" > /dev/null 2>> "$WORK/topics.err" ||
             log "create $t failed"
@@ -228,24 +237,28 @@ run_workloads() {
         measure "$b" consume kcat kcat-consume kcat -C -q -b "$ADDR" -t "p1-spool-$r" -o beginning -e \
             -c "$N_SMALL" -f '%s\n'
     done
-    REP=1
     # (d) latency at a constant rate: producer ack latency (spool bench, ProducerPerformance) and
-    # end-to-end produce->consume latency (spool bench e2e), 100 B records, acks=all. Each run
-    # starts after `sync`, for both brokers: (a)-(c) leave gigabytes in the page cache, and when
-    # the kernel writes them back during a run, an fsync issued meanwhile (Spool's acks=all)
-    # waits for that writeback on ext4 -- which measures the previous workloads, not this one.
-    sync
-    measure "$b" lat spool-bench spool "$SPOOL" bench produce --topic lat-spool --record-size 100 \
-        --duration "$E2E_SECS" --throughput "$RATE" --acks all --json -b "$ADDR"
-    sync
-    measure "$b" lat java-perf java-produce prodperf lat-java $((RATE * E2E_SECS)) 100 "$RATE" all
-    sync
-    measure "$b" e2e spool-bench spool "$SPOOL" bench e2e --topic e2e-spool --record-size 100 \
-        --duration "$E2E_SECS" --throughput "$RATE" --json -b "$ADDR"
-    # The same without the producer's 5 ms linger, so the broker's share of the latency shows.
-    sync
-    measure "$b" e2e0 spool-bench spool "$SPOOL" bench e2e --topic e2e0-spool --record-size 100 \
-        --duration "$E2E_SECS" --throughput "$RATE" --linger-ms 0 --json -b "$ADDR"
+    # end-to-end produce->consume latency (spool bench e2e), 100 B records, acks=all; LAT_REPEAT
+    # times each (the report takes the median of each percentile). Each run starts after
+    # `sync`, for both brokers: (a)-(c) leave gigabytes in the page cache, and when the kernel
+    # writes them back during a run, an fsync issued meanwhile (Spool's acks=all) waits for that
+    # writeback on ext4 -- which measures the previous workloads, not this one.
+    for ((REP = 1; REP <= LAT_REPEAT; REP++)); do
+        local r=r$REP
+        sync
+        measure "$b" lat spool-bench spool "$SPOOL" bench produce --topic "lat-spool-$r" \
+            --record-size 100 --duration "$E2E_SECS" --throughput "$RATE" --acks all --json -b "$ADDR"
+        sync
+        measure "$b" lat java-perf java-produce prodperf "lat-java-$r" $((RATE * E2E_SECS)) 100 "$RATE" all
+        sync
+        measure "$b" e2e spool-bench spool "$SPOOL" bench e2e --topic "e2e-spool-$r" --record-size 100 \
+            --duration "$E2E_SECS" --throughput "$RATE" --json -b "$ADDR"
+        # The same without the producer's 5 ms linger, so the broker's share of the latency shows.
+        sync
+        measure "$b" e2e0 spool-bench spool "$SPOOL" bench e2e --topic "e2e0-spool-$r" --record-size 100 \
+            --duration "$E2E_SECS" --throughput "$RATE" --linger-ms 0 --json -b "$ADDR"
+    done
+    REP=1
     # Did every record land? Sum of the end offsets of each produce topic (kcat -Q, latest = -1).
     local t n parts args
     for t in $(produce_topics); do

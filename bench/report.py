@@ -118,6 +118,9 @@ def combine(reps: list) -> dict:
     rps = [r["m"]["rps"] for r in ok if r["m"].get("rps")]
     if rps:
         m["rps_range"] = f"{fmt(min(rps))}–{fmt(max(rps))}"
+    p99 = [r["m"]["p99"] for r in ok if isinstance(r["m"].get("p99"), (int, float))]
+    if p99:
+        m["p99_range"] = f"{fmt(min(p99))}–{fmt(max(p99))}"
     return {
         "m": m,
         "n": len(reps),
@@ -137,7 +140,8 @@ for r in rows:
         r["m"] = parse(r)
         grouped.setdefault((r["broker"], r["workload"], r["client"]), []).append(r)
 runs = {k: combine(v) for k, v in grouped.items()}
-repeats = max((r["n"] for r in runs.values()), default=1)
+repeats = max((r["n"] for (_, wl, _), r in runs.items() if wl in ("p1", "p6", "all", "consume")), default=1)
+lat_repeats = max((r["n"] for (_, wl, _), r in runs.items() if wl in ("lat", "e2e", "e2e0")), default=1)
 
 
 def ratio(a, b) -> str:
@@ -187,8 +191,9 @@ w("")
 w("Written by `bench/compare.sh` (do not edit by hand; rerun it). Both brokers ran on the same")
 w("machine in the same run, one after the other, each with its own fresh data directory; the")
 w(f"ratios below come from that one run. Throughput workloads (a)-(c) ran {repeats} times per client")
-w("and broker: figures are medians, with the range of records/s beside them; latency workloads ran")
-w("once. A small shared VM: treat differences under ~20% as noise.")
+w("and broker: figures are medians, with the range of records/s beside them; latency workloads (d)")
+w(f"ran {lat_repeats} times: each percentile is the median of the runs' percentiles, with the range of")
+w("p99 beside it. A small shared VM: treat differences under ~20% as noise.")
 w("")
 w("| | |")
 w("|---|---|")
@@ -351,6 +356,9 @@ for wl, title, typ in WORKLOADS:
             for key, lab in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")):
                 w(row(f"{short} — latency {lab} (ms)", DOWN, get("spool", wl, client, key),
                       get("kafka", wl, client, key)))
+                if key == "p99" and typ == "lat" and lat_repeats > 1:
+                    w(f"| {short} — latency p99 (ms), range of {lat_repeats} runs | "
+                      f"{fmt(get('spool', wl, client, 'p99_range'))} | {fmt(get('kafka', wl, client, 'p99_range'))} | |")
         if typ == "lat":
             w(row(f"{short} — records/s achieved", UP, get("spool", wl, client, "rps"), get("kafka", wl, client, "rps")))
         w(row(f"{short} — broker CPU (s)", DOWN, get("spool", wl, client, "cpu_s"), get("kafka", wl, client, "cpu_s")))
@@ -461,8 +469,8 @@ w("- **Full-speed latency (a, b)** is mostly time queued in the client behind a 
 w("  connection (all records are offered at once), not broker service time. `spool bench`")
 w("  measures it from the send call to the moment it sees the acknowledgement (it checks every")
 w("  16 sends, and waits on the rest at the end).")
-w(f"- Throughput workloads ran {repeats} times each (medians; the range row shows the spread);")
-w("  latency workloads ran once. Between full runs of this script on this machine, single figures")
+w(f"- Throughput workloads ran {repeats} times each, latency workloads {lat_repeats} times (medians;")
+w("  the range rows show the spread). Between full runs of this script on this machine, single figures")
 w("  have moved by up to ~2× (e.g. Kafka's rate in (a) 1 partition, 330k/s cold vs 480k/s warm).")
 w("")
 w("## Micro-benchmarks (criterion)")
