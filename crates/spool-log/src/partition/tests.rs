@@ -762,23 +762,35 @@ async fn group_commit_shares_fsyncs() {
     assert!((1..=64).contains(&rounds), "{rounds} rounds");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn caller_covered_by_a_running_round_waits_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(open(dir.path(), LogConfig::default()));
+/// A caller waiting for `offset`, whose fsync round has started and is held until the returned
+/// sender sends.
+async fn held_round(
+    log: &Arc<PartitionLog>,
+    offset: i64,
+) -> (
+    tokio::task::JoinHandle<Result<(), LogError>>,
+    std::sync::mpsc::Sender<()>,
+) {
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel();
     *log.commit().gate.lock().unwrap() = Some((started_tx, release_rx));
-
-    let a = log.append(batch(1, 0), 0).unwrap().last_offset;
-    let b = log.append(batch(1, 0), 0).unwrap().last_offset;
-    let first = tokio::spawn({
-        let log = Arc::clone(&log);
-        async move { log.sync_to(b).await }
+    let waiter = tokio::spawn({
+        let log = Arc::clone(log);
+        async move { log.sync_to(offset).await }
     });
     tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
         .await
         .unwrap();
+    (waiter, release_tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_covered_by_a_running_round_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), LogConfig::default()));
+    let a = log.append(batch(1, 0), 0).unwrap().last_offset;
+    let b = log.append(batch(1, 0), 0).unwrap().last_offset;
+    let (first, release_tx) = held_round(&log, b).await;
     // The held round covers `a` too: its caller waits for it instead of starting another.
     let second = tokio::spawn({
         let log = Arc::clone(&log);
@@ -798,18 +810,8 @@ async fn caller_covered_by_a_running_round_waits_for_it() {
 async fn caller_arriving_during_a_round_that_misses_it_starts_another() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(open(dir.path(), LogConfig::default()));
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel();
-    *log.commit().gate.lock().unwrap() = Some((started_tx, release_rx));
-
     let a = log.append(batch(1, 0), 0).unwrap().last_offset;
-    let first = tokio::spawn({
-        let log = Arc::clone(&log);
-        async move { log.sync_to(a).await }
-    });
-    tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
-        .await
-        .unwrap();
+    let (first, release_tx) = held_round(&log, a).await;
     // Round one is held and covers only `a`. `b` gets a round of its own, which finishes while
     // round one is still held; its fsync covers `a` too, so both callers are done.
     let b = log.append(batch(1, 0), 0).unwrap().last_offset;
