@@ -78,6 +78,15 @@ pub(crate) enum Reply {
     Later(Pin<Box<dyn Future<Output = Reply> + Send>>),
 }
 
+/// The answer to a produce request once its appends are settled.
+fn produce_reply(outcome: Outcome) -> Reply {
+    match outcome {
+        Outcome::Respond(resp) => Reply::Response(Box::new(ResponseKind::Produce(resp))),
+        Outcome::Silent => Reply::None,
+        Outcome::Close => Reply::Close("acks=0 produce request failed"),
+    }
+}
+
 /// Runs the handler for a decoded request.
 pub(crate) async fn dispatch(
     state: &Arc<BrokerState>,
@@ -98,23 +107,20 @@ pub(crate) async fn dispatch(
         }
         RequestKind::Produce(req) => {
             // Appended now, in request order; the durability wait runs while the connection
-            // reads on. It starts now, not when the answer's turn comes: pipelined requests
-            // then wait for overlapping fsync rounds instead of one after another.
+            // reads on. An acks=all wait starts now, not when the answer's turn comes (answers
+            // go out in order): a pipelined request can join the next fsync round while earlier
+            // answers are still being written.
             let appended = handlers::produce::begin(state, req, v);
-            let finished = if appended.must_sync() {
-                let task = tokio::spawn(appended.finish());
-                Box::pin(async move { task.await.unwrap_or(Outcome::Close) })
-                    as Pin<Box<dyn Future<Output = Outcome> + Send>>
-            } else {
-                Box::pin(appended.finish())
-            };
+            if !appended.must_sync() {
+                return Reply::Later(Box::pin(
+                    async move { produce_reply(appended.finish().await) },
+                ));
+            }
+            let task = tokio::spawn(appended.finish());
             return Reply::Later(Box::pin(async move {
-                match finished.await {
-                    Outcome::Respond(resp) => {
-                        Reply::Response(Box::new(ResponseKind::Produce(resp)))
-                    }
-                    Outcome::Silent => Reply::None,
-                    Outcome::Close => Reply::Close("acks=0 produce request failed"),
+                match task.await {
+                    Ok(outcome) => produce_reply(outcome),
+                    Err(_) => Reply::Close("the acks=all durability wait failed"),
                 }
             }));
         }

@@ -392,13 +392,16 @@ impl Client {
             md.topics.insert(name.clone(), info.clone());
             outcomes.insert(name, Ok(info));
         }
-        drop(stale);
+
         for r in requested {
             outcomes.entry(r.to_string()).or_insert_with(|| {
                 Err(Error::from_code(3, None, format!("metadata for topic {r}")).expect("nonzero"))
             });
         }
+        // Published before `stale` is released: a lookup never sees a topic as no longer
+        // stale while the metadata it reads is still the old one.
         *self.inner.metadata.write().unwrap() = Arc::new(md);
+        drop(stale);
         self.inner.generation.fetch_add(1, Ordering::Release);
         outcomes
     }

@@ -1,17 +1,10 @@
 //! Group commit: many callers waiting for durability share one fsync.
 //!
-//! An fsync round runs on a blocking thread and covers everything appended before it started.
-//! A caller whose offset is not yet durable waits for a running round that covers it; if none
-//! does, it starts a round of its own, up to [`MAX_ROUNDS`] at once per log (beyond that it
-//! waits for a round to end and checks again). Rounds overlap because the disk serves
-//! concurrent fsyncs of one file in parallel: here 5,000 fdatasyncs/s one at a time, 9,700
-//! with two at once, 15,500 with five; with one round at a time, a producer keeping 5 batches
-//! in flight saw each wait for ~1.5 rounds (the one running, then its own). Measured here on 2
-//! busy cores, where the gain is small: 1 KiB acks=all records, 1 partition, ~110k -> ~118k
-//! records/s (no difference with 6 partitions); single-record requests at 10k/s cost the
-//! broker ~15% more CPU (more, smaller rounds). Each round
-//! updates the shared state when it ends, so a caller that stops waiting (a cancelled request)
-//! cannot wedge the others.
+//! At most one fsync round runs at a time, on a blocking thread. A caller whose offset is not
+//! yet durable starts a round if none runs, else waits for the running one to end and checks
+//! again; the next round covers everything appended before it started, so everyone who arrived
+//! during a round is served by at most one more. The round itself updates the shared state when
+//! it ends, so a caller that stops waiting (a cancelled request) cannot wedge the others.
 
 use std::fs::File;
 use std::io;
@@ -58,33 +51,11 @@ impl SyncJob {
     }
 }
 
-/// Rounds of one log that may run at once.
-pub(crate) const MAX_ROUNDS: usize = 4;
-
 #[derive(Debug)]
 struct State {
     durable: Durable,
-    /// Rounds claimed and not yet ended.
-    running: usize,
-    /// (round id, log end it covers) of running rounds whose job is captured.
-    covering: Vec<(u64, i64)>,
-    next_round: u64,
+    running: bool,
     failed: Option<String>,
-    /// The most rounds seen running at once.
-    #[cfg(test)]
-    peak: usize,
-}
-
-impl State {
-    /// Whether a running round will make `offset` durable.
-    fn covered(&self, offset: i64) -> bool {
-        self.covering.iter().any(|&(_, end)| end > offset)
-    }
-
-    fn end_round(&mut self, id: u64) {
-        self.running -= 1;
-        self.covering.retain(|&(i, _)| i != id);
-    }
 }
 
 /// The group-commit state of one partition log.
@@ -112,12 +83,8 @@ impl GroupCommit {
             path,
             state: Mutex::new(State {
                 durable,
-                running: 0,
-                covering: Vec::new(),
-                next_round: 0,
+                running: false,
                 failed: None,
-                #[cfg(test)]
-                peak: 0,
             }),
             notify: Notify::new(),
             rounds: AtomicU64::new(0),
@@ -156,12 +123,6 @@ impl GroupCommit {
         Ok(())
     }
 
-    /// The most rounds ever running at once; for tests.
-    #[cfg(test)]
-    pub(crate) fn peak_rounds(&self) -> usize {
-        self.lock().peak
-    }
-
     /// fsync rounds completed (including synchronous flushes).
     pub(crate) fn rounds(&self) -> u64 {
         self.rounds.load(Ordering::Relaxed)
@@ -183,32 +144,22 @@ impl GroupCommit {
                 if s.durable.end > offset {
                     return Ok(());
                 }
-                // Created under the lock, before a running round can finish: it is registered
+                // Created under the lock, before the running round can finish: it is registered
                 // for the `notify_waiters` that ends the round.
                 let notified = self.notify.notified();
-                let lead = (!s.covered(offset) && s.running < MAX_ROUNDS).then(|| {
-                    s.running += 1;
-                    #[cfg(test)]
-                    {
-                        s.peak = s.peak.max(s.running);
-                    }
-                    s.next_round += 1;
-                    (s.next_round, s.durable)
-                });
+                let lead = (!s.running).then_some(s.durable);
+                s.running = true;
                 (notified, lead)
             };
-            if let Some((id, durable)) = lead {
-                // Only a leader captures a job (it takes the log's lock), so waiters do not
+            if let Some(durable) = lead {
+                // Only the leader captures a job (it takes the log's lock), so waiters do not
                 // contend with appends. No await between claiming the round and spawning it.
-                let job = make_job(durable);
-                self.lock().covering.push((id, job.end));
                 let round = Round {
                     commit: Arc::clone(self),
-                    id,
-                    job,
+                    job: make_job(durable),
                     done: false,
                 };
-                // If the runtime drops the closure unrun, `Round`'s drop ends the round.
+                // If the runtime drops the closure unrun, `Round`'s drop clears `running`.
                 tokio::task::spawn_blocking(move || round.run());
             }
             notified.await;
@@ -221,16 +172,15 @@ impl GroupCommit {
             return Err(self.offline(reason));
         }
         let result = job.run();
-        self.record(&job, &result, None);
+        self.record(&job, &result, false);
         result.map_err(|e| self.offline(&e.to_string()))
     }
 
-    /// Records a sync's result; `round` is the id of the round it ends, if any.
-    fn record(&self, job: &SyncJob, result: &io::Result<()>, round: Option<u64>) {
+    fn record(&self, job: &SyncJob, result: &io::Result<()>, ends_round: bool) {
         {
             let mut s = self.lock();
-            if let Some(id) = round {
-                s.end_round(id);
+            if ends_round {
+                s.running = false;
             }
             match result {
                 Ok(()) => {
@@ -252,7 +202,6 @@ impl GroupCommit {
 /// One asynchronous round, run on a blocking thread.
 struct Round {
     commit: Arc<GroupCommit>,
-    id: u64,
     job: SyncJob,
     done: bool,
 }
@@ -268,7 +217,7 @@ impl Round {
             }
         }
         let result = self.job.run();
-        self.commit.record(&self.job, &result, Some(self.id));
+        self.commit.record(&self.job, &result, true);
         self.done = true;
     }
 }
@@ -276,7 +225,7 @@ impl Round {
 impl Drop for Round {
     fn drop(&mut self) {
         if !self.done {
-            self.commit.lock().end_round(self.id);
+            self.commit.lock().running = false;
             self.commit.notify.notify_waiters();
         }
     }

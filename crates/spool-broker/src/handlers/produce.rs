@@ -112,8 +112,8 @@ impl Appended {
             mut responses,
             to_sync,
         } = self;
-        // The appends are in the files; each log batches concurrent waiters into shared
-        // fsyncs, and the partitions of one request sync at the same time.
+        // The appends are in the files; each log batches concurrent waiters into one fsync,
+        // and the partitions of one request sync at the same time.
         let synced = join_all(
             to_sync
                 .iter()

@@ -762,104 +762,36 @@ async fn group_commit_shares_fsyncs() {
     assert!((1..=64).contains(&rounds), "{rounds} rounds");
 }
 
-/// A caller waiting for `offset`, whose fsync round has started and is held until the returned
-/// sender sends.
-async fn held_round(
-    log: &Arc<PartitionLog>,
-    offset: i64,
-) -> (
-    tokio::task::JoinHandle<Result<(), LogError>>,
-    std::sync::mpsc::Sender<()>,
-) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_arriving_during_a_round_waits_for_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), LogConfig::default()));
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel();
     *log.commit().gate.lock().unwrap() = Some((started_tx, release_rx));
-    let waiter = tokio::spawn({
-        let log = Arc::clone(log);
-        async move { log.sync_to(offset).await }
+
+    let a = log.append(batch(1, 0), 0).unwrap().last_offset;
+    let first = tokio::spawn({
+        let log = Arc::clone(&log);
+        async move { log.sync_to(a).await }
     });
     tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
         .await
         .unwrap();
-    (waiter, release_tx)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn caller_covered_by_a_running_round_waits_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(open(dir.path(), LogConfig::default()));
-    let a = log.append(batch(1, 0), 0).unwrap().last_offset;
+    // Round one is running and covers only `a`.
     let b = log.append(batch(1, 0), 0).unwrap().last_offset;
-    let (first, release_tx) = held_round(&log, b).await;
-    // The held round covers `a` too: its caller waits for it instead of starting another.
     let second = tokio::spawn({
         let log = Arc::clone(&log);
-        async move { log.sync_to(a).await }
+        async move { log.sync_to(b).await }
     });
     tokio::task::yield_now().await;
     assert!(!second.is_finished());
     release_tx.send(()).unwrap();
     first.await.unwrap().unwrap();
     second.await.unwrap().unwrap();
-    assert_eq!(log.fsync_count(), 1);
-    log.sync_to(b).await.unwrap();
-    assert_eq!(log.fsync_count(), 1, "already durable");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn caller_arriving_during_a_round_that_misses_it_starts_another() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(open(dir.path(), LogConfig::default()));
-    let a = log.append(batch(1, 0), 0).unwrap().last_offset;
-    let (first, release_tx) = held_round(&log, a).await;
-    // Round one is held and covers only `a`. `b` gets a round of its own, which finishes while
-    // round one is still held; its fsync covers `a` too, so both callers are done.
-    let b = log.append(batch(1, 0), 0).unwrap().last_offset;
-    let overlapping = std::time::Duration::from_secs(30);
-    tokio::time::timeout(overlapping, log.sync_to(b))
-        .await
-        .expect("a second round runs while the first is held")
-        .unwrap();
-    tokio::time::timeout(overlapping, first)
-        .await
-        .expect("the later round made `a` durable too")
-        .unwrap()
-        .unwrap();
-    assert_eq!(log.fsync_count(), 1, "round one is still held");
-    release_tx.send(()).unwrap();
-    let deadline = std::time::Instant::now() + overlapping;
-    // Round one ends on its blocking thread; wait for its count, with no sleep.
-    while log.fsync_count() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "round one never ended"
-        );
-        tokio::task::yield_now().await;
-    }
+    assert_eq!(log.fsync_count(), 2);
     log.sync_to(b).await.unwrap();
     assert_eq!(log.fsync_count(), 2, "already durable");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_most_max_rounds_run_at_once() {
-    use crate::sync::MAX_ROUNDS;
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(open(dir.path(), LogConfig::default()));
-    // Many appends, each followed by its own waiter: every waiter finds the running rounds do
-    // not cover it, so rounds start until MAX_ROUNDS run; the rest wait and all complete.
-    let tasks: Vec<_> = (0..(4 * MAX_ROUNDS))
-        .map(|_| {
-            let log = Arc::clone(&log);
-            let offset = log.append(batch(1, 0), 0).unwrap().last_offset;
-            tokio::spawn(async move { log.sync_to(offset).await })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
-    // (A round can still be running here: a later one that covered its callers ended first.)
-    let peak = log.commit().peak_rounds();
-    assert!((1..=MAX_ROUNDS).contains(&peak), "{peak} rounds at once");
 }
 
 #[test]

@@ -133,8 +133,8 @@ pub(super) async fn send_loop(
             let mut unacked = Unacked::new(start, bytes_per_record);
             let refused =
                 full_speed(plan, &mut send, &mut unacked, &mut sent, &counters, &stop).await;
-            let _ = producer.flush().await;
-            unacked.finish(&mut sent, &counters).await;
+            // Acknowledgements keep being collected while the flush runs.
+            let (_, ()) = tokio::join!(producer.flush(), unacked.finish(&mut sent, &counters));
             (sent, refused)
         }
     };
@@ -181,16 +181,18 @@ async fn full_speed<F: FnMut(u64, Duration) -> Bytes>(
     let start = plan.start;
     let limit = plan.count.unwrap_or(u64::MAX);
     let mut i = 0u64;
+    let mut last = start;
     while i < limit && !*stop.borrow() {
         let now = Instant::now();
         if plan.duration.is_some_and(|d| now - start >= d) {
             break;
         }
-        // Acknowledgements that arrived meanwhile, every few records: a few microseconds
-        // late at most.
-        if i.is_multiple_of(16) {
+        // Acknowledgements that arrived meanwhile: every few records (microseconds apart), and
+        // after any send that had to wait (for buffer memory).
+        if i.is_multiple_of(16) || now - last > Duration::from_micros(50) {
             unacked.collect_done(now, sent, counters);
         }
+        last = now;
         match send.send(i, now - start).await {
             Ok(delivery) => unacked.push(now, delivery),
             Err(e) => return Some(e),
