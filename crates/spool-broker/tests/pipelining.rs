@@ -67,6 +67,16 @@ async fn create_topic(stream: &mut TcpStream, name: &str) {
 }
 
 /// (correlation id, base offset, error code) of a produce answer.
+/// A broker on 127.0.0.1:0 with `config`, holding a one-partition `topic`.
+async fn start_with_topic(config: BrokerConfig, topic: &str) -> EmbeddedBroker {
+    let broker = EmbeddedBroker::start_with(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut setup = TcpStream::connect(broker.addr()).await.unwrap();
+    create_topic(&mut setup, topic).await;
+    broker
+}
+
 fn produce_answer(mut frame: Bytes) -> (i32, i64, i16) {
     let header = ResponseHeader::decode(
         &mut frame,
@@ -155,11 +165,7 @@ async fn large_requests_beyond_the_memory_budget_all_complete() {
     let mut config = BrokerConfig::new(dir.path());
     // Smaller than any one of the requests below: each must still be admitted, one at a time.
     config.max_queued_request_bytes = 100 * 1024;
-    let broker = EmbeddedBroker::start_with(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let mut setup = TcpStream::connect(broker.addr()).await.unwrap();
-    create_topic(&mut setup, "big").await;
+    let broker = start_with_topic(config, "big").await;
     let value = vec![7u8; 300 * 1024];
     let mut clients = Vec::new();
     for c in 0..6 {
@@ -192,11 +198,7 @@ async fn a_sender_stalled_while_holding_request_memory_is_cut_off_and_frees_it()
     // Room for one large request at a time, and little patience with one that stops midway.
     config.max_queued_request_bytes = 1 << 20;
     config.stalled_request_timeout = std::time::Duration::from_millis(200);
-    let broker = EmbeddedBroker::start_with(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let mut setup = TcpStream::connect(broker.addr()).await.unwrap();
-    create_topic(&mut setup, "stall").await;
+    let broker = start_with_topic(config, "stall").await;
     let value = vec![1u8; 900 * 1024];
     let whole = frame(ApiKey::Produce, 9, 1, produce("stall", 1, &value));
     // The staller sends half of its request, takes the whole budget, and stops.

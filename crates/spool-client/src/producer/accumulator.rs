@@ -434,19 +434,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_idempotent_partition_pipelines_batches_in_order_and_retries_go_alone() {
+    /// An idempotent producer's accumulator (5 batches of a partition in flight) holding
+    /// `three_full_batches`.
+    fn pipelined(now: Instant) -> Accumulator {
         let sem = Arc::new(Semaphore::new(10_000));
         let mut a = acc(200);
         a.set_max_in_flight_per_partition(5);
-        let now = Instant::now();
         three_full_batches(&mut a, &sem, now);
-        let drain = |a: &mut Accumulator| {
-            a.drain(now, true, 1 << 20, |_| Some(1), |_| true)
-                .by_broker
-                .remove(&1)
-                .unwrap_or_default()
-        };
+        a
+    }
+
+    /// What a drain at `now` hands to broker 1 (every partition leads there).
+    fn drain_to_broker_1(a: &mut Accumulator, now: Instant) -> Vec<ProducerBatch> {
+        a.drain(now, true, 1 << 20, |_| Some(1), |_| true)
+            .by_broker
+            .remove(&1)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_idempotent_partition_pipelines_batches_in_order_and_retries_go_alone() {
+        let now = Instant::now();
+        let mut a = pipelined(now);
+        let drain = |a: &mut Accumulator| drain_to_broker_1(a, now);
         // One batch of a partition per request, but the next request may carry the next one.
         let mut sent = Vec::new();
         for _ in 0..3 {
@@ -487,18 +497,9 @@ mod tests {
 
     #[test]
     fn a_batch_knows_when_an_earlier_one_of_its_partition_is_unresolved() {
-        let sem = Arc::new(Semaphore::new(10_000));
-        let mut a = acc(200);
-        a.set_max_in_flight_per_partition(5);
         let now = Instant::now();
-        three_full_batches(&mut a, &sem, now);
-        let take = |a: &mut Accumulator| {
-            a.drain(now, true, 1 << 20, |_| Some(1), |_| true)
-                .by_broker
-                .remove(&1)
-                .unwrap()
-                .remove(0)
-        };
+        let mut a = pipelined(now);
+        let take = |a: &mut Accumulator| drain_to_broker_1(a, now).remove(0);
         let (b0, b1) = (take(&mut a), take(&mut a));
         let tp = b1.tp.clone();
         assert!(a.has_earlier_unresolved(&tp, b1.id), "b0 is in flight");
