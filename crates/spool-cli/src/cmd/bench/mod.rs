@@ -35,6 +35,11 @@ pub struct Args {
     command: Bench,
     #[command(flatten)]
     connect: Connect,
+    /// Worker threads of the client's async runtime. The benchmark's own loop runs on the main
+    /// thread; the client's background tasks (the producer's sender, the readers) on these.
+    /// One measured fastest on a 2-core machine shared with the broker (see BENCHMARKS.md).
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -291,6 +296,15 @@ mod tests {
             "6"
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn client_threads_default_to_one_and_are_at_least_one() {
+        let base = ["consume", "--topic", "t"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        assert_eq!(with(&[]).unwrap().threads, 1);
+        assert_eq!(with(&["--threads", "4"]).unwrap().threads, 4);
+        assert!(with(&["--threads", "0"]).is_err());
     }
 
     #[test]
