@@ -7,9 +7,6 @@
 //!   a leader, and switched when a batch for it is completed (so batches fill up instead of a
 //!   record going to each partition in turn).
 
-use rustc_hash::FxHashMap;
-use std::sync::Mutex;
-
 use rand::Rng;
 
 /// Kafka's murmur2 hash (`org.apache.kafka.common.utils.Utils.murmur2`).
@@ -54,53 +51,44 @@ pub fn partition_for_key(key: &[u8], num_partitions: i32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) % num_partitions
 }
 
-/// Sticky partitions for keyless records, one per topic.
-#[derive(Debug, Default)]
-pub(crate) struct StickyPartitioner {
-    current: Mutex<FxHashMap<String, i32>>,
-}
+/// The sticky partition of one topic for keyless records. The producer keeps one per topic
+/// beside its cached metadata, so the per-record path takes no lock of its own for it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Sticky(Option<i32>);
 
-impl StickyPartitioner {
-    /// The sticky partition of `topic` if one is chosen and still valid; unlike
-    /// [`StickyPartitioner::partition`] it needs no list of available partitions, so the
-    /// per-record path builds none.
-    pub fn current(&self, topic: &str, num_partitions: i32) -> Option<i32> {
-        let cur = self.current.lock().unwrap();
-        cur.get(topic).copied().filter(|&p| p < num_partitions)
+impl Sticky {
+    /// The sticky partition if one is chosen and still valid; unlike [`Sticky::partition`] it
+    /// needs no list of available partitions, so the per-record path builds none.
+    pub fn current(&self, num_partitions: i32) -> Option<i32> {
+        self.0.filter(|&p| p < num_partitions)
     }
 
-    /// The sticky partition of `topic`, choosing one if there is none yet.
+    /// The sticky partition, choosing one if there is none yet.
     ///
     /// `available` lists partitions that have a leader; when empty, any of `num_partitions`.
-    pub fn partition(&self, topic: &str, num_partitions: i32, available: &[i32]) -> i32 {
-        let mut cur = self.current.lock().unwrap();
-        match cur.get(topic) {
-            Some(&p) if p < num_partitions => p,
-            _ => {
+    pub fn partition(&mut self, num_partitions: i32, available: &[i32]) -> i32 {
+        match self.current(num_partitions) {
+            Some(p) => p,
+            None => {
                 let p = choose(num_partitions, available, None);
-                cur.insert(topic.to_string(), p);
+                self.0 = Some(p);
                 p
             }
         }
     }
 
-    /// Called when the batch for `prev` in `topic` is complete: moves to another partition.
-    /// Returns the new sticky partition.
-    pub fn on_new_batch(
-        &self,
-        topic: &str,
-        num_partitions: i32,
-        available: &[i32],
-        prev: i32,
-    ) -> i32 {
-        let mut cur = self.current.lock().unwrap();
-        let p = match cur.get(topic) {
+    /// Called when the batch for `prev` is complete: moves to another partition. Returns the
+    /// new sticky partition.
+    pub fn on_new_batch(&mut self, num_partitions: i32, available: &[i32], prev: i32) -> i32 {
+        match self.current(num_partitions) {
             // Someone else already switched away from `prev`.
-            Some(&p) if p != prev && p < num_partitions => return p,
-            _ => choose(num_partitions, available, Some(prev)),
-        };
-        cur.insert(topic.to_string(), p);
-        p
+            Some(p) if p != prev => p,
+            _ => {
+                let p = choose(num_partitions, available, Some(prev));
+                self.0 = Some(p);
+                p
+            }
+        }
     }
 }
 
@@ -165,26 +153,30 @@ mod tests {
 
     #[test]
     fn sticky_partition_stays_until_a_batch_completes() {
-        let s = StickyPartitioner::default();
-        let p = s.partition("t", 4, &[]);
+        let mut s = Sticky::default();
+        assert_eq!(s.current(4), None);
+        let p = s.partition(4, &[]);
         for _ in 0..10 {
-            assert_eq!(s.partition("t", 4, &[]), p);
+            assert_eq!(s.partition(4, &[]), p);
+            assert_eq!(s.current(4), Some(p));
         }
-        let q = s.on_new_batch("t", 4, &[], p);
+        let q = s.on_new_batch(4, &[], p);
         assert_ne!(p, q, "switches to another partition");
-        assert_eq!(s.partition("t", 4, &[]), q);
+        assert_eq!(s.partition(4, &[]), q);
         // A second report for the old partition does not switch again.
-        assert_eq!(s.on_new_batch("t", 4, &[], p), q);
+        assert_eq!(s.on_new_batch(4, &[], p), q);
+        // Partitions shrank under it (metadata changed): chosen again.
+        assert_eq!(s.current(q), None);
     }
 
     #[test]
     fn sticky_prefers_partitions_with_leaders() {
-        let s = StickyPartitioner::default();
+        let mut s = Sticky::default();
         for _ in 0..20 {
-            let p = s.partition("t", 8, &[5]);
+            let p = s.partition(8, &[5]);
             assert_eq!(p, 5);
-            assert_eq!(s.on_new_batch("t", 8, &[5], p), 5, "only one available");
+            assert_eq!(s.on_new_batch(8, &[5], p), 5, "only one available");
         }
-        assert_eq!(s.partition("single", 1, &[]), 0);
+        assert_eq!(Sticky::default().partition(1, &[]), 0);
     }
 }

@@ -17,11 +17,11 @@
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use spool_protocol::records::BatchBuilder;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::delivery::{Completer, DeliveryFuture};
 use crate::error::Result;
@@ -48,7 +48,31 @@ pub(crate) struct ProducerBatch {
     pub attempts: u32,
     pub retry_at: Option<Instant>,
     /// Bytes of `buffer.memory` held until the batch completes.
-    pub memory: Option<OwnedSemaphorePermit>,
+    pub memory: Lease,
+}
+
+/// Bytes of `buffer.memory` held by a batch's records, given back when the batch is dropped.
+/// Each record's bytes come from a borrowed permit that is forgotten into its batch's lease:
+/// one update of the pool's counter per record, where an owned permit per record would also
+/// clone and drop a reference to the pool.
+pub(crate) struct Lease {
+    pool: Arc<Semaphore>,
+    bytes: usize,
+}
+
+impl Lease {
+    fn add(&mut self, permit: SemaphorePermit<'_>) {
+        self.bytes += permit.num_permits();
+        permit.forget();
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.pool.add_permits(self.bytes);
+        }
+    }
 }
 
 impl ProducerBatch {
@@ -80,7 +104,7 @@ struct PartitionQueue {
 }
 
 /// What [`Accumulator::append`] did.
-pub(crate) enum Append {
+pub(crate) enum Append<'a> {
     /// The record is in a batch; `new_batch` when it started one.
     Appended {
         delivery: DeliveryFuture,
@@ -88,7 +112,7 @@ pub(crate) enum Append {
     },
     /// The record would have started a new batch and the caller asked to be told first (the
     /// sticky partitioner switches partition then). Nothing was appended.
-    WouldStartBatch(OwnedSemaphorePermit),
+    WouldStartBatch(SemaphorePermit<'a>),
 }
 
 /// Batches drained for sending, and what the sender should do next.
@@ -104,11 +128,44 @@ pub(crate) struct Drained {
     pub next_wake: Option<Instant>,
 }
 
+/// The wall-clock time of the monotonic instants the producer reads anyway: the system clock is
+/// read again only when the last reading is older than [`WallClock::REREAD`], so a record costs
+/// one clock read, not two. Between readings the two clocks drift apart by at most NTP's slew
+/// (0.5 ms/s: microseconds here), and a step of the system clock shows within `REREAD`.
+#[derive(Default)]
+struct WallClock {
+    /// The last reading: (monotonic, since the epoch).
+    last: Option<(Instant, Duration)>,
+}
+
+impl WallClock {
+    const REREAD: Duration = Duration::from_millis(100);
+
+    /// Milliseconds since the epoch at `now`.
+    fn ms_at(&mut self, now: Instant) -> i64 {
+        let since_epoch = match self.last {
+            Some((at, epoch)) if now.saturating_duration_since(at) < Self::REREAD => {
+                epoch + now.saturating_duration_since(at)
+            }
+            _ => {
+                let epoch = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                self.last = Some((now, epoch));
+                epoch
+            }
+        };
+        since_epoch.as_millis() as i64
+    }
+}
+
 /// Per-partition batch queues.
 pub(crate) struct Accumulator {
     batch_size: usize,
     linger: Duration,
     delivery_timeout: Duration,
+    /// `buffer.memory`: what records' permits are taken from and batches give back.
+    memory: Arc<Semaphore>,
     queues: FxHashMap<Tp, PartitionQueue>,
     next_id: u64,
     /// Ids of batches not yet completed (queued or in flight).
@@ -118,22 +175,32 @@ pub(crate) struct Accumulator {
     closing: bool,
     /// Rotates where draining starts so no partition starves.
     drain_start: usize,
+    /// Gives records without a timestamp their create time.
+    wall_clock: WallClock,
     /// Batches of one partition that may be in flight at once.
     max_in_flight_per_partition: usize,
 }
 
 impl Accumulator {
-    pub fn new(batch_size: usize, linger: Duration, delivery_timeout: Duration) -> Self {
+    /// An empty accumulator; records' buffer memory is taken from, and given back to, `memory`.
+    pub fn new(
+        batch_size: usize,
+        linger: Duration,
+        delivery_timeout: Duration,
+        memory: Arc<Semaphore>,
+    ) -> Self {
         Accumulator {
             batch_size,
             linger,
             delivery_timeout,
+            memory,
             queues: FxHashMap::default(),
             next_id: 0,
             incomplete: BTreeSet::new(),
             flush_upto: 0,
             closing: false,
             drain_start: 0,
+            wall_clock: WallClock::default(),
             max_in_flight_per_partition: 1,
         }
     }
@@ -147,29 +214,29 @@ impl Accumulator {
     /// Appends one record to `tp`. When `abort_on_new_batch` and the record does not fit the
     /// open batch, nothing is appended and the permit is handed back.
     #[allow(clippy::too_many_arguments)]
-    pub fn append(
+    pub fn append<'a>(
         &mut self,
         tp: &Tp,
-        timestamp: i64,
+        timestamp: Option<i64>,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
-        permit: OwnedSemaphorePermit,
+        permit: SemaphorePermit<'a>,
         abort_on_new_batch: bool,
         now: Instant,
-    ) -> Append {
-        let queue = self.queues.entry(tp.clone()).or_default();
+    ) -> Append<'a> {
+        let timestamp = timestamp.unwrap_or_else(|| self.wall_clock.ms_at(now));
+        // Look up before `entry`: a record joining a batch clones no topic name.
+        let queue = match self.queues.get_mut(tp) {
+            Some(q) => q,
+            None => self.queues.entry(tp.clone()).or_default(),
+        };
         if let Some(last) = queue.batches.back_mut() {
             if let Some(builder) = last.builder.as_mut() {
                 if builder.try_append(timestamp, key, value, headers) {
-                    let delivery =
-                        last.completer
-                            .future(tp.0.clone(), tp.1, last.records, timestamp);
+                    let delivery = last.completer.future(last.records, timestamp);
                     last.records += 1;
-                    match last.memory.as_mut() {
-                        Some(m) => m.merge(permit),
-                        None => last.memory = Some(permit),
-                    }
+                    last.memory.add(permit);
                     return Append::Appended {
                         delivery,
                         new_batch: false,
@@ -185,8 +252,13 @@ impl Accumulator {
         let mut builder = BatchBuilder::new(size);
         let appended = builder.try_append(timestamp, key, value, headers);
         debug_assert!(appended, "an empty batch accepts any record");
-        let completer = Completer::new();
-        let delivery = completer.future(tp.0.clone(), tp.1, 0, timestamp);
+        let completer = Completer::new(tp.0.clone(), tp.1);
+        let delivery = completer.future(0, timestamp);
+        let mut memory = Lease {
+            pool: self.memory.clone(),
+            bytes: 0,
+        };
+        memory.add(permit);
         let id = self.next_id;
         self.next_id += 1;
         self.incomplete.insert(id);
@@ -201,7 +273,7 @@ impl Accumulator {
             created: now,
             attempts: 0,
             retry_at: None,
-            memory: Some(permit),
+            memory,
         });
         Append::Appended {
             delivery,
@@ -377,11 +449,6 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::Semaphore;
-
-    fn permit(sem: &Arc<Semaphore>) -> OwnedSemaphorePermit {
-        sem.clone().try_acquire_many_owned(1).unwrap()
-    }
 
     fn tp(p: i32) -> Tp {
         (Arc::from("t"), p)
@@ -392,25 +459,30 @@ mod tests {
             batch_size,
             Duration::from_millis(10),
             Duration::from_secs(60),
+            Arc::new(Semaphore::new(1 << 20)),
         )
     }
 
-    fn add(a: &mut Accumulator, sem: &Arc<Semaphore>, p: i32, value: &[u8], now: Instant) -> bool {
-        match a.append(&tp(p), 0, None, Some(value), &[], permit(sem), false, now) {
+    /// Appends a record holding `value.len()` bytes of buffer memory.
+    fn add(a: &mut Accumulator, p: i32, value: &[u8], now: Instant) -> bool {
+        let pool = a.memory.clone();
+        let permit = pool.try_acquire_many(value.len() as u32).unwrap();
+        let new_batch = match a.append(&tp(p), Some(0), None, Some(value), &[], permit, false, now)
+        {
             Append::Appended { new_batch, .. } => new_batch,
             Append::WouldStartBatch(_) => panic!("not asked to abort"),
-        }
+        };
+        new_batch
     }
 
     #[test]
     fn records_share_a_batch_until_it_is_full() {
-        let sem = Arc::new(Semaphore::new(1000));
         let mut a = acc(200);
         let now = Instant::now();
-        assert!(add(&mut a, &sem, 0, &[1; 50], now));
-        assert!(!add(&mut a, &sem, 0, &[1; 50], now));
+        assert!(add(&mut a, 0, &[1; 50], now));
+        assert!(!add(&mut a, 0, &[1; 50], now));
         // The third does not fit in 200 bytes: a new batch, and the first becomes ready.
-        assert!(add(&mut a, &sem, 0, &[1; 50], now) || add(&mut a, &sem, 0, &[1; 50], now));
+        assert!(add(&mut a, 0, &[1; 50], now) || add(&mut a, 0, &[1; 50], now));
         let d = a.drain(now, true, 1 << 20, |_| Some(1), |_| true);
         let sent = &d.by_broker[&1];
         assert_eq!(sent.len(), 1, "one batch per partition in flight");
@@ -427,20 +499,19 @@ mod tests {
     }
 
     /// Three full batches of one partition queued, and a fourth still open.
-    fn three_full_batches(a: &mut Accumulator, sem: &Arc<Semaphore>, now: Instant) {
+    fn three_full_batches(a: &mut Accumulator, now: Instant) {
         for _ in 0..4 {
             // 150 bytes of value in a 200-byte batch: each record starts a new batch.
-            add(a, sem, 0, &[1; 150], now);
+            add(a, 0, &[1; 150], now);
         }
     }
 
     /// An idempotent producer's accumulator (5 batches of a partition in flight) holding
     /// `three_full_batches`.
     fn pipelined(now: Instant) -> Accumulator {
-        let sem = Arc::new(Semaphore::new(10_000));
         let mut a = acc(200);
         a.set_max_in_flight_per_partition(5);
-        three_full_batches(&mut a, &sem, now);
+        three_full_batches(&mut a, now);
         a
     }
 
@@ -517,10 +588,9 @@ mod tests {
 
     #[test]
     fn without_idempotence_a_partition_has_one_batch_in_flight() {
-        let sem = Arc::new(Semaphore::new(10_000));
         let mut a = acc(200);
         let now = Instant::now();
-        three_full_batches(&mut a, &sem, now);
+        three_full_batches(&mut a, now);
         let d = a.drain(now, true, 1 << 20, |_| Some(1), |_| true);
         assert_eq!(d.by_broker[&1].len(), 1);
         let d = a.drain(now, true, 1 << 20, |_| Some(1), |_| true);
@@ -529,10 +599,9 @@ mod tests {
 
     #[test]
     fn linger_holds_a_partial_batch() {
-        let sem = Arc::new(Semaphore::new(1000));
         let mut a = acc(16384);
         let t0 = Instant::now();
-        add(&mut a, &sem, 0, b"x", t0);
+        add(&mut a, 0, b"x", t0);
         let d = a.drain(
             t0 + Duration::from_millis(5),
             true,
@@ -554,11 +623,10 @@ mod tests {
 
     #[test]
     fn flush_makes_batches_ready_and_tracks_completion() {
-        let sem = Arc::new(Semaphore::new(1000));
         let mut a = acc(16384);
         let t0 = Instant::now();
-        add(&mut a, &sem, 0, b"x", t0);
-        add(&mut a, &sem, 1, b"y", t0);
+        add(&mut a, 0, b"x", t0);
+        add(&mut a, 1, b"y", t0);
         let upto = a.begin_flush();
         assert!(!a.flushed(upto));
         let mut d = a.drain(t0, true, 1 << 20, |_| Some(7), |_| true);
@@ -573,11 +641,10 @@ mod tests {
 
     #[test]
     fn retries_go_first_after_backoff() {
-        let sem = Arc::new(Semaphore::new(1000));
         let mut a = acc(100);
         let t0 = Instant::now();
-        add(&mut a, &sem, 0, &[1; 60], t0);
-        add(&mut a, &sem, 0, &[2; 60], t0);
+        add(&mut a, 0, &[1; 60], t0);
+        add(&mut a, 0, &[2; 60], t0);
         let mut d = a.drain(t0, true, 1 << 20, |_| Some(1), |_| true);
         let mut first = d.by_broker.remove(&1).unwrap().pop().unwrap();
         let first_id = first.id;
@@ -607,10 +674,9 @@ mod tests {
 
     #[test]
     fn unknown_leaders_and_full_brokers_wait() {
-        let sem = Arc::new(Semaphore::new(1000));
         let mut a = acc(16384);
         let t0 = Instant::now();
-        add(&mut a, &sem, 0, b"x", t0);
+        add(&mut a, 0, b"x", t0);
         a.close();
         let d = a.drain(t0, true, 1 << 20, |_| None, |_| true);
         assert!(d.unknown_leaders.contains("t"));
@@ -622,11 +688,10 @@ mod tests {
 
     #[test]
     fn request_size_caps_a_drain_but_not_its_first_batch() {
-        let sem = Arc::new(Semaphore::new(1000));
         let mut a = acc(16384);
         let t0 = Instant::now();
         for p in 0..3 {
-            add(&mut a, &sem, p, &[0; 1000], t0);
+            add(&mut a, p, &[0; 1000], t0);
         }
         a.close();
         let d = a.drain(t0, true, 500, |_| Some(1), |_| true);
@@ -637,10 +702,14 @@ mod tests {
 
     #[test]
     fn batches_expire_after_delivery_timeout() {
-        let sem = Arc::new(Semaphore::new(1000));
-        let mut a = Accumulator::new(16384, Duration::ZERO, Duration::from_secs(1));
+        let mut a = Accumulator::new(
+            16384,
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Arc::new(Semaphore::new(1000)),
+        );
         let t0 = Instant::now();
-        add(&mut a, &sem, 0, b"x", t0);
+        add(&mut a, 0, b"x", t0);
         let d = a.drain(
             t0 + Duration::from_secs(2),
             false,
@@ -653,25 +722,90 @@ mod tests {
     }
 
     #[test]
-    fn abort_on_new_batch_hands_the_permit_back() {
-        let sem = Arc::new(Semaphore::new(1000));
-        let mut a = acc(100);
+    fn wall_clock_reads_the_system_clock_at_most_every_reread() {
+        let sys = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+        let mut c = WallClock::default();
         let t0 = Instant::now();
-        add(&mut a, &sem, 0, &[0; 80], t0);
-        let r = a.append(&tp(0), 0, None, Some(&[0; 80]), &[], permit(&sem), true, t0);
+        let before = sys();
+        let a = c.ms_at(t0);
+        assert!(before <= a && a <= sys());
+        // Within REREAD: the monotonic clock's progress, exactly.
+        assert_eq!(c.ms_at(t0 + Duration::from_millis(50)), a + 50);
+        assert_eq!(c.last.unwrap().0, t0);
+        // An instant before the reading (read by another caller earlier) does not go back.
+        assert_eq!(c.ms_at(t0 - Duration::from_millis(5)), a);
+        // Past REREAD: read again.
+        let later = t0 + WallClock::REREAD;
+        c.ms_at(later);
+        assert_eq!(c.last.unwrap().0, later);
+    }
+
+    #[test]
+    fn buffer_memory_comes_back_when_a_batch_is_done() {
+        let mut a = acc(200);
+        let pool = a.memory.clone();
+        let full = pool.available_permits();
+        let t0 = Instant::now();
+        add(&mut a, 0, &[1; 50], t0);
+        add(&mut a, 0, &[1; 50], t0);
+        assert_eq!(pool.available_permits(), full - 100);
+        let d = a.drain(
+            t0 + Duration::from_secs(1),
+            true,
+            1 << 20,
+            |_| Some(1),
+            |_| true,
+        );
+        let batch = d.by_broker.into_values().flatten().next().unwrap();
+        assert_eq!(pool.available_permits(), full - 100, "held while in flight");
+        batch.complete(Ok((0, -1)));
+        assert_eq!(pool.available_permits(), full);
+    }
+
+    #[test]
+    fn abort_on_new_batch_hands_the_permit_back() {
+        let mut a = acc(100);
+        let pool = a.memory.clone();
+        let permit = || pool.try_acquire_many(1).unwrap();
+        let t0 = Instant::now();
+        add(&mut a, 0, &[0; 80], t0);
+        let r = a.append(
+            &tp(0),
+            Some(0),
+            None,
+            Some(&[0; 80]),
+            &[],
+            permit(),
+            true,
+            t0,
+        );
         assert!(matches!(r, Append::WouldStartBatch(_)));
-        let r = a.append(&tp(1), 0, None, Some(&[0; 80]), &[], permit(&sem), true, t0);
+        let r = a.append(
+            &tp(1),
+            Some(0),
+            None,
+            Some(&[0; 80]),
+            &[],
+            permit(),
+            true,
+            t0,
+        );
         assert!(
             matches!(r, Append::WouldStartBatch(_)),
             "also for an empty partition"
         );
         let r = a.append(
             &tp(1),
-            0,
+            Some(0),
             None,
             Some(&[0; 80]),
             &[],
-            permit(&sem),
+            permit(),
             false,
             t0,
         );

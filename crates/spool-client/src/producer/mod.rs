@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 #[cfg(test)]
@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::{Client, TopicInfo};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
-use crate::partitioner::{partition_for_key, StickyPartitioner};
+use crate::partitioner::{partition_for_key, Sticky};
 use accumulator::{Accumulator, Append};
 pub use delivery::DeliveryFuture;
 use idempotence::ProducerIdState;
@@ -115,15 +115,20 @@ pub(crate) struct Shared {
     /// Bumped whenever batches complete; flush waits on it.
     completions: watch::Sender<u64>,
     memory: Arc<Semaphore>,
-    sticky: StickyPartitioner,
     /// Set when the producer can no longer work (e.g. it may not obtain a producer id).
     fatal: Mutex<Option<Error>>,
+    /// True once `fatal` is set: a load per record instead of a lock.
+    has_fatal: AtomicBool,
+    /// True once the producer is closing (the accumulator has the authoritative flag; this is
+    /// the per-record early check, without its lock).
+    closing: AtomicBool,
     /// Produce requests outstanding per broker.
     in_flight: Mutex<HashMap<i32, usize>>,
     /// The order produce requests are written in, per broker.
     write_order: sender::WriteOrder,
-    /// Per topic sent to: its interned name (shared by batches and results) and the
-    /// metadata last looked up, valid while the client's metadata generation is unchanged.
+    /// Per topic sent to: its interned name (shared by batches and results), the metadata
+    /// last looked up, valid while the client's metadata generation is unchanged, and the
+    /// sticky partition for keyless records.
     topics: Mutex<FxHashMap<Box<str>, TopicEntry>>,
 }
 
@@ -133,6 +138,16 @@ struct TopicEntry {
     info: Option<Arc<TopicInfo>>,
     /// [`Client::metadata_generation`] when `info` was looked up.
     generation: u64,
+    sticky: Sticky,
+}
+
+/// What [`Shared::topic`] returns for one record.
+struct TopicLookup {
+    name: Arc<str>,
+    /// The cached metadata if fresh.
+    info: Option<Arc<TopicInfo>>,
+    /// The sticky partition if one is chosen.
+    sticky: Option<i32>,
 }
 
 impl Shared {
@@ -140,10 +155,10 @@ impl Shared {
         self.idempotent.load(Ordering::Relaxed)
     }
 
-    /// The topic's interned name and, when fresh at `now`, its cached metadata (what
-    /// [`Client::cached_topic`] says, looked up again only after the client's metadata
-    /// changed).
-    fn topic(&self, topic: &str, now: Instant) -> (Arc<str>, Option<Arc<TopicInfo>>) {
+    /// The topic's interned name, its sticky partition and, when fresh at `now`, its cached
+    /// metadata (what [`Client::cached_topic`] says, looked up again only after the client's
+    /// metadata changed).
+    fn topic(&self, topic: &str, now: Instant) -> TopicLookup {
         let generation = self.client.metadata_generation();
         let mut topics = self.topics.lock().unwrap();
         let entry = match topics.get_mut(topic) {
@@ -152,6 +167,7 @@ impl Shared {
                 name: Arc::from(topic),
                 info: None,
                 generation: u64::MAX,
+                sticky: Sticky::default(),
             }),
         };
         if entry.generation != generation {
@@ -164,7 +180,39 @@ impl Shared {
             .as_ref()
             .filter(|t| now.saturating_duration_since(t.fetched_at) < max_age)
             .cloned();
-        (entry.name.clone(), info)
+        let sticky = info
+            .as_ref()
+            .and_then(|t| entry.sticky.current(t.partition_count()));
+        TopicLookup {
+            name: entry.name.clone(),
+            info,
+            sticky,
+        }
+    }
+
+    /// Runs `f` on the topic's sticky partition state (the topic has been looked up before).
+    fn with_sticky<R>(&self, topic: &str, f: impl FnOnce(&mut Sticky) -> R) -> R {
+        let mut topics = self.topics.lock().unwrap();
+        let entry = topics.entry(topic.into()).or_insert_with(|| TopicEntry {
+            name: Arc::from(topic),
+            info: None,
+            generation: u64::MAX,
+            sticky: Sticky::default(),
+        });
+        f(&mut entry.sticky)
+    }
+
+    /// Stops accepting records; the sender sends what is queued and exits.
+    fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.acc.lock().unwrap().close();
+        self.wake.notify_one();
+    }
+
+    /// Makes the producer unusable: records queued and sent later fail with `e`.
+    fn set_fatal(&self, e: Error) {
+        *self.fatal.lock().unwrap() = Some(e);
+        self.has_fatal.store(true, Ordering::Release);
     }
 }
 
@@ -176,8 +224,7 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         // The sender finishes what is queued (delivery futures may still be awaited), then exits.
-        self.shared.acc.lock().unwrap().close();
-        self.shared.wake.notify_one();
+        self.shared.close();
     }
 }
 
@@ -207,34 +254,30 @@ impl std::fmt::Debug for Producer {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl Producer {
     /// Starts a producer on `client`; spawns its sender task (needs a Tokio runtime).
     pub fn new(client: Client, config: ProducerConfig) -> Result<Producer> {
         config.validate()?;
         let idempotent = config.idempotence()?;
+        let memory = Arc::new(Semaphore::new(
+            config.buffer_memory.min(Semaphore::MAX_PERMITS),
+        ));
         let shared = Arc::new(Shared {
             acc: Mutex::new(Accumulator::new(
                 config.batch_size,
                 config.linger,
                 config.delivery_timeout,
+                memory.clone(),
             )),
-            memory: Arc::new(Semaphore::new(
-                config.buffer_memory.min(Semaphore::MAX_PERMITS),
-            )),
+            memory,
             client,
             idempotent: AtomicBool::new(idempotent),
             pid: Mutex::new(ProducerIdState::new()),
             wake: Notify::new(),
             completions: watch::channel(0).0,
-            sticky: StickyPartitioner::default(),
             fatal: Mutex::new(None),
+            has_fatal: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             in_flight: Mutex::new(HashMap::new()),
             topics: Mutex::new(FxHashMap::default()),
             write_order: sender::WriteOrder::default(),
@@ -261,10 +304,12 @@ impl Producer {
     /// `batch_size`, [`Producer::flush`]).
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         let s = &self.handle.shared;
-        if let Some(e) = s.fatal.lock().unwrap().clone() {
-            return Err(e);
+        if s.has_fatal.load(Ordering::Acquire) {
+            if let Some(e) = s.fatal.lock().unwrap().clone() {
+                return Err(e);
+            }
         }
-        if s.acc.lock().unwrap().is_closing() {
+        if s.closing.load(Ordering::Acquire) {
             return Err(Error::Closed("producer"));
         }
         let headers: Vec<(&str, Option<&[u8]>)> = record
@@ -283,12 +328,13 @@ impl Producer {
         if size > max {
             return Err(Error::RecordTooLarge { size, max });
         }
-        // One clock read serves the deadline and the batch's creation time; the fast paths
-        // below (cached metadata, free buffer memory) skip the timers their slow paths need.
+        // One clock read serves the deadline, the metadata's freshness, the batch's creation
+        // time and the record's timestamp (the accumulator's `WallClock`); the fast paths below
+        // (cached metadata, free buffer memory) skip the timers their slow paths need.
         let mut now = Instant::now();
         let deadline = now + s.config.max_block;
-        let (name, cached) = s.topic(&record.topic, now);
-        let topic = match cached {
+        let TopicLookup { name, info, sticky } = s.topic(&record.topic, now);
+        let topic = match info {
             Some(t) if t.partition_count() > 0 => t,
             _ => {
                 let t = self.wait_for_topic(&record.topic, deadline).await?;
@@ -297,7 +343,7 @@ impl Producer {
             }
         };
         let count = topic.partition_count();
-        let mut partition = match (record.partition, key) {
+        let partition = match (record.partition, key) {
             (Some(p), _) => {
                 if p < 0 || p >= count {
                     return Err(Error::Kafka {
@@ -309,35 +355,35 @@ impl Producer {
                 p
             }
             (None, Some(k)) => partition_for_key(k, count),
-            (None, None) => s.sticky.current(&record.topic, count).unwrap_or_else(|| {
-                s.sticky
-                    .partition(&record.topic, count, &topic.available_partitions())
+            (None, None) => sticky.filter(|&p| p < count).unwrap_or_else(|| {
+                s.with_sticky(&record.topic, |st| {
+                    st.partition(count, &topic.available_partitions())
+                })
             }),
         };
-        let permit = match s.memory.clone().try_acquire_many_owned(size as u32) {
+        let permit = match s.memory.try_acquire_many(size as u32) {
             Ok(p) => p,
-            Err(_) => match tokio::time::timeout_at(
-                deadline.into(),
-                s.memory.clone().acquire_many_owned(size as u32),
-            )
-            .await
-            {
-                Ok(Ok(p)) => {
-                    now = Instant::now();
-                    p
+            Err(_) => {
+                match tokio::time::timeout_at(deadline.into(), s.memory.acquire_many(size as u32))
+                    .await
+                {
+                    Ok(Ok(p)) => {
+                        now = Instant::now();
+                        p
+                    }
+                    Ok(Err(_)) => return Err(Error::Closed("producer")),
+                    Err(_) => {
+                        return Err(Error::Timeout {
+                            what: "waiting for buffer memory".into(),
+                            after: s.config.max_block,
+                        })
+                    }
                 }
-                Ok(Err(_)) => return Err(Error::Closed("producer")),
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        what: "waiting for buffer memory".into(),
-                        after: s.config.max_block,
-                    })
-                }
-            },
+            }
         };
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let mut abort_on_new_batch = record.partition.is_none() && key.is_none();
         let mut permit = Some(permit);
+        let mut tp = (name, partition);
         loop {
             let outcome = {
                 let mut acc = s.acc.lock().unwrap();
@@ -345,8 +391,8 @@ impl Producer {
                     return Err(Error::Closed("producer"));
                 }
                 acc.append(
-                    &(name.clone(), partition),
-                    timestamp,
+                    &tp,
+                    record.timestamp,
                     key,
                     value,
                     &headers,
@@ -369,12 +415,9 @@ impl Producer {
                     // Keyless records move to another partition when a batch completes.
                     permit = Some(p);
                     abort_on_new_batch = false;
-                    partition = s.sticky.on_new_batch(
-                        &record.topic,
-                        count,
-                        &topic.available_partitions(),
-                        partition,
-                    );
+                    tp.1 = s.with_sticky(&record.topic, |st| {
+                        st.on_new_batch(count, &topic.available_partitions(), tp.1)
+                    });
                 }
             }
         }
@@ -430,8 +473,7 @@ impl Producer {
     /// Other clones of this producer are closed too.
     pub async fn close(&self) -> Result<()> {
         let s = &self.handle.shared;
-        s.acc.lock().unwrap().close();
-        s.wake.notify_one();
+        s.close();
         let sender = self.handle.sender.lock().unwrap().take();
         match sender {
             Some(task) => {

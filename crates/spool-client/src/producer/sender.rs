@@ -194,7 +194,7 @@ async fn prepare_producer_id(
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot obtain a producer id; the producer stops");
-            *shared.fatal.lock().unwrap() = Some(e);
+            shared.set_fatal(e);
             false
         }
     }
