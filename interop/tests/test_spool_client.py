@@ -87,6 +87,14 @@ def test_spool_client(scenario: str, target_name: str, on) -> None:
     matrix.run_peer([str(peer_bin())], scenario, broker.bootstrap, unique("rs"))
 
 
+@pytest.mark.parametrize("target_name", TARGETS)
+def test_spool_client_splits_batches_too_large_for_the_topic(target_name: str, on) -> None:
+    """Not in the matrix: MESSAGE_TOO_LARGE for a batch of several records makes the client split it and
+    send the parts with the batch's sequence numbers; the broker must take them, in order, without duplicates."""
+    broker = on(target_name)
+    matrix.run_peer([str(peer_bin())], "produce-split", broker.bootstrap, unique("rs"))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The CLI
 # ----------------------------------------------------------------------------------------------------------------

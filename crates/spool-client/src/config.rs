@@ -119,6 +119,14 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// `batch.size` (16384): bytes per partition batch before it is sent regardless of linger.
     pub batch_size: usize,
+    /// Not in Kafka's Java client: how far (bytes) a partition's batch may grow past
+    /// `batch_size` while it cannot be sent yet, because an older batch of the partition still
+    /// waits or the partition has as many batches in flight as it may (1,000,000, librdkafka's
+    /// `batch.size`; at most `max_request_size`). Those records wait either way; in one batch
+    /// they make one request instead of many, and requests are what limits a busy producer. A batch the broker finds too large
+    /// (MESSAGE_TOO_LARGE, e.g. a topic with a small `max.message.bytes`) is split and sent
+    /// again. Set it to `batch_size` (or less) for the Java client's batches.
+    pub backlog_batch_size: usize,
     /// `compression.type` (none).
     pub compression: Compression,
     /// `max.request.size` (1 MiB): largest produce request, and so largest record.
@@ -145,6 +153,7 @@ impl Default for ProducerConfig {
             enable_idempotence: None,
             linger: Duration::from_millis(5),
             batch_size: 16384,
+            backlog_batch_size: 1_000_000,
             compression: Compression::None,
             max_request_size: 1024 * 1024,
             buffer_memory: 32 * 1024 * 1024,

@@ -158,7 +158,7 @@ fn read_capped(
 ) -> Result<(), CompressionError> {
     let start = out.len();
     // One byte past the cap is enough to tell a bomb; stop the decoder there.
-    let mut taken = reader.take(limit as u64 + 1);
+    let mut taken = reader.take((limit as u64).saturating_add(1));
     let mut chunk = [0u8; 16 * 1024];
     loop {
         let n = match taken.read(&mut chunk) {

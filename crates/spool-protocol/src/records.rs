@@ -300,6 +300,17 @@ impl BatchBuilder {
         true
     }
 
+    /// The size limit records are appended up to.
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Raises the size limit to `max_size` (never lowers it); the buffer grows as records
+    /// arrive.
+    pub fn raise_limit(&mut self, max_size: usize) {
+        self.max_size = self.max_size.max(max_size);
+    }
+
     /// Bytes the batch takes uncompressed, header included.
     pub fn estimated_size(&self) -> usize {
         self.buf.len()

@@ -5,14 +5,18 @@
 //!
 //! Rules (as in Kafka's `RecordAccumulator`):
 //! - a record joins the newest batch of its partition if it fits, else starts a new batch;
-//! - a partition's first batch is *ready* when it is full (a newer batch exists), its `linger`
-//!   has passed, a flush covers it, or the producer is closing;
+//! - a partition's first batch is *ready* when it is full (`batch_size`, or a newer batch
+//!   exists), its `linger` has passed, a flush covers it, or the producer is closing;
 //! - at most `max_in_flight_per_partition` batches per partition are in flight: one unless the
 //!   producer is idempotent, whose sequence numbers let the broker refuse a batch that overtook
-//!   a failed one (then up to five, as Kafka allows); a retried batch waits until nothing of its
-//!   partition is in flight, and batches are requeued in creation order, so retries cannot
-//!   reorder records;
+//!   a failed one (then up to five, as Kafka allows, once a batch of the partition was written
+//!   under the producer id); a retried batch waits until nothing of its partition is in
+//!   flight, and batches are requeued in creation order, so retries cannot reorder records;
 //! - a batch not delivered within `delivery_timeout` of its creation fails.
+//!
+//! Two additions: a batch that cannot go yet may grow past `batch_size` (up to
+//! `backlog_batch_size`), and a batch the broker refuses as too large is split in its place
+//! ([`Accumulator::split`], as Kafka's Java producer does).
 
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -20,21 +24,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use spool_protocol::records::BatchBuilder;
+use spool_protocol::batch::BatchHeader;
+use spool_protocol::records::{decode_batch, BatchBuilder, Record};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::delivery::{Completer, DeliveryFuture};
+use super::idempotence::increment_sequence;
 use crate::error::Result;
 
 /// A topic-partition; the topic name is shared by every batch and record of the topic.
 pub(crate) type Tp = (Arc<str>, i32);
 
+/// Orders batches by creation. New batches are [`ID_SPAN`] apart, so that the parts of a batch
+/// split after the broker refused it take ids between it and the next (see
+/// [`Accumulator::split`]): they count as created where it was.
+pub(crate) type BatchId = u128;
+
+/// The ids a new batch owns: itself and those its split parts may take.
+const ID_SPAN: BatchId = 1 << 64;
+
 /// One batch of records for one partition.
 pub(crate) struct ProducerBatch {
-    pub id: u64,
+    pub id: BatchId,
+    /// Ids from `id` up to `id + id_span` belong to this batch (for its parts if it is split).
+    id_span: BatchId,
     pub tp: Tp,
     /// Open while records are appended; taken when the batch is built.
     pub builder: Option<BatchBuilder>,
+    /// False for the parts of a split batch: their records (and sequence numbers) are fixed.
+    appendable: bool,
     /// The encoded batch once built.
     pub built: Option<Bytes>,
     /// Producer id, epoch and base sequence written into `built`.
@@ -65,6 +83,16 @@ impl Lease {
         self.bytes += permit.num_permits();
         permit.forget();
     }
+
+    /// Moves up to `bytes` of this lease into a new one.
+    fn take(&mut self, bytes: usize) -> Lease {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        Lease {
+            pool: self.pool.clone(),
+            bytes,
+        }
+    }
 }
 
 impl Drop for Lease {
@@ -89,6 +117,17 @@ impl ProducerBatch {
         }
     }
 
+    /// The batch's records, decoded from its encoded form (for a split); `None` if it was never
+    /// built or cannot be read back in `max_uncompressed` bytes.
+    fn records(&self, max_uncompressed: usize) -> Option<Vec<Record>> {
+        let built = self.built.as_ref()?;
+        let header = BatchHeader::parse(built).ok()?;
+        decode_batch(&header, built, max_uncompressed)
+            .ok()?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .ok()
+    }
+
     /// Completes every record of the batch. Offsets are `base_offset + index` (or -1 when
     /// unknown); timestamps are the log-append time when the broker set one.
     pub fn complete(self, result: Result<(i64, i64)>) {
@@ -100,7 +139,23 @@ impl ProducerBatch {
 struct PartitionQueue {
     batches: VecDeque<ProducerBatch>,
     /// Ids of this partition's batches in flight.
-    in_flight: BTreeSet<u64>,
+    in_flight: BTreeSet<BatchId>,
+    /// A batch of the partition was written under the current producer id. Until then it has
+    /// one batch in flight at a time: a broker with no state for a producer takes any first
+    /// sequence, so a later batch could be written ahead of an earlier one refused meanwhile
+    /// (e.g. as too large, then split and sent again).
+    acknowledged: bool,
+}
+
+impl PartitionQueue {
+    /// Batches allowed in flight now.
+    fn window(&self, max_in_flight: usize) -> usize {
+        if self.acknowledged {
+            max_in_flight
+        } else {
+            1
+        }
+    }
 }
 
 /// What [`Accumulator::append`] did.
@@ -114,6 +169,17 @@ pub(crate) enum Append<'a> {
     /// sticky partitioner switches partition then). Nothing was appended.
     WouldStartBatch(SemaphorePermit<'a>),
 }
+
+/// What [`Accumulator::split`] did.
+pub(crate) enum Split {
+    /// The batch was replaced by this many parts.
+    Parts(usize),
+    /// It cannot be split (one record): here it is back.
+    Whole(Box<ProducerBatch>),
+}
+
+/// A record's headers as [`BatchBuilder`] takes them.
+type HeaderRefs<'a> = Vec<(&'a str, Option<&'a [u8]>)>;
 
 /// Batches drained for sending, and what the sender should do next.
 #[derive(Default)]
@@ -167,11 +233,11 @@ pub(crate) struct Accumulator {
     /// `buffer.memory`: what records' permits are taken from and batches give back.
     memory: Arc<Semaphore>,
     queues: FxHashMap<Tp, PartitionQueue>,
-    next_id: u64,
+    next_id: BatchId,
     /// Ids of batches not yet completed (queued or in flight).
-    incomplete: BTreeSet<u64>,
+    incomplete: BTreeSet<BatchId>,
     /// Batches with an id below this are ready at once (set by flush).
-    flush_upto: u64,
+    flush_upto: BatchId,
     closing: bool,
     /// Rotates where draining starts so no partition starves.
     drain_start: usize,
@@ -179,6 +245,8 @@ pub(crate) struct Accumulator {
     wall_clock: WallClock,
     /// Batches of one partition that may be in flight at once.
     max_in_flight_per_partition: usize,
+    /// How far a partition's open batch may grow while it cannot be sent yet.
+    backlog_batch_size: usize,
 }
 
 impl Accumulator {
@@ -202,7 +270,14 @@ impl Accumulator {
             drain_start: 0,
             wall_clock: WallClock::default(),
             max_in_flight_per_partition: 1,
+            backlog_batch_size: batch_size,
         }
+    }
+
+    /// Lets a partition's open batch grow to `size` bytes while it cannot be sent yet (see
+    /// `ProducerConfig::backlog_batch_size`).
+    pub fn set_backlog_batch_size(&mut self, size: usize) {
+        self.backlog_batch_size = size;
     }
 
     /// Batches of one partition allowed in flight at once (1 keeps order without sequence
@@ -231,9 +306,18 @@ impl Accumulator {
             Some(q) => q,
             None => self.queues.entry(tp.clone()).or_default(),
         };
-        if let Some(last) = queue.batches.back_mut() {
+        // The open batch cannot go yet (an older batch waits before it, or the in-flight window
+        // is full): it may grow.
+        let backlogged = queue.batches.len() > 1
+            || queue.in_flight.len() >= queue.window(self.max_in_flight_per_partition);
+        if let Some(last) = queue.batches.back_mut().filter(|b| b.appendable) {
             if let Some(builder) = last.builder.as_mut() {
-                if builder.try_append(timestamp, key, value, headers) {
+                let mut fits = builder.try_append(timestamp, key, value, headers);
+                if !fits && backlogged && builder.max_size() < self.backlog_batch_size {
+                    builder.raise_limit(self.backlog_batch_size);
+                    fits = builder.try_append(timestamp, key, value, headers);
+                }
+                if fits {
                     let delivery = last.completer.future(last.records, timestamp);
                     last.records += 1;
                     last.memory.add(permit);
@@ -260,12 +344,14 @@ impl Accumulator {
         };
         memory.add(permit);
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id += ID_SPAN;
         self.incomplete.insert(id);
         queue.batches.push_back(ProducerBatch {
             id,
+            id_span: ID_SPAN,
             tp: tp.clone(),
             builder: Some(builder),
+            appendable: true,
             built: None,
             stamped: None,
             records: 1,
@@ -282,13 +368,13 @@ impl Accumulator {
     }
 
     /// Makes every batch existing now ready at once; returns the id bound to wait for.
-    pub fn begin_flush(&mut self) -> u64 {
+    pub fn begin_flush(&mut self) -> BatchId {
         self.flush_upto = self.next_id;
         self.next_id
     }
 
     /// True when no batch with an id below `upto` is incomplete.
-    pub fn flushed(&self, upto: u64) -> bool {
+    pub fn flushed(&self, upto: BatchId) -> bool {
         self.incomplete.first().is_none_or(|first| *first >= upto)
     }
 
@@ -330,7 +416,8 @@ impl Accumulator {
         }
         for tp in keys {
             let queue = self.queues.get_mut(&tp).expect("key from map");
-            if queue.in_flight.len() >= self.max_in_flight_per_partition {
+            let window = queue.window(self.max_in_flight_per_partition);
+            if queue.in_flight.len() >= window {
                 continue;
             }
             // Expire from the front: batches are queued in creation order.
@@ -347,15 +434,23 @@ impl Accumulator {
                 continue;
             };
             // A retry goes alone: the batches that were in flight with it may have failed
-            // behind it and must come back first, in order.
-            if front.attempts > 0 && !queue.in_flight.is_empty() {
+            // behind it and must come back first, in order. So does the part of a split batch
+            // that kept its sequence numbers (Java's producer drains such a batch only when it
+            // is the next in sequence): a later part must not reach the broker while an earlier
+            // one may still be refused (a broker with no state for the producer takes any first
+            // sequence, and the earlier records would land after it).
+            if (front.attempts > 0 || front.stamped.is_some()) && !queue.in_flight.is_empty() {
                 continue;
             }
             let deadline = front.created + self.delivery_timeout;
             let mut wake = deadline;
             let ready_at = match front.retry_at {
                 Some(t) => t,
-                None if queue.batches.len() > 1 || front.id < self.flush_upto || self.closing => {
+                None if queue.batches.len() > 1
+                    || front.size() >= self.batch_size
+                    || front.id < self.flush_upto
+                    || self.closing =>
+                {
                     now
                 }
                 None => front.created + self.linger,
@@ -388,8 +483,7 @@ impl Accumulator {
             let mut batch = queue.batches.pop_front().expect("front exists");
             batch.retry_at = None;
             queue.in_flight.insert(batch.id);
-            if !queue.batches.is_empty() && queue.in_flight.len() < self.max_in_flight_per_partition
-            {
+            if !queue.batches.is_empty() && queue.in_flight.len() < window {
                 // The next batch may go in the next request: come back at once.
                 out.next_wake = Some(now);
             }
@@ -403,7 +497,7 @@ impl Accumulator {
     /// True when a batch of `tp` created before batch `id` is still unresolved (in flight, or
     /// queued again for a retry). Then an OUT_OF_ORDER_SEQUENCE_NUMBER for `id` only means it
     /// overtook that batch, not that sequences diverged.
-    pub fn has_earlier_unresolved(&self, tp: &Tp, id: u64) -> bool {
+    pub fn has_earlier_unresolved(&self, tp: &Tp, id: BatchId) -> bool {
         self.queues.get(tp).is_some_and(|q| {
             q.in_flight.range(..id).next().is_some() || q.batches.iter().any(|b| b.id < id)
         })
@@ -420,6 +514,138 @@ impl Accumulator {
             .position(|b| b.id > batch.id)
             .unwrap_or(queue.batches.len());
         queue.batches.insert(at, batch);
+    }
+
+    /// Splits a batch the broker refused as too large (MESSAGE_TOO_LARGE) into smaller ones that
+    /// take its place in its partition's queue, as Kafka's Java producer does. The parts are
+    /// `batch.size` each when the batch was bigger than that, else halves (again if still too
+    /// large), so a topic whose `max.message.bytes` is below `batch.size` still gets every
+    /// record that fits on its own. They keep the batch's creation time (its delivery timeout)
+    /// and count as never sent; with `keep_sequences` (the batch's producer id and epoch are
+    /// still current) they take consecutive parts of its sequence numbers, so the batches sent
+    /// after it stay in sequence behind them.
+    pub fn split(&mut self, mut batch: ProducerBatch, keep_sequences: bool) -> Split {
+        // A batch of several records was built within these (one bigger record has a batch of
+        // its own, which is not split).
+        let max_uncompressed = self.batch_size.max(self.backlog_batch_size);
+        let Some(records) = batch.records(max_uncompressed).filter(|r| r.len() > 1) else {
+            return Split::Whole(Box::new(batch));
+        };
+        let bigger = batch.size() > self.batch_size;
+        let headers: Vec<HeaderRefs> = records
+            .iter()
+            .map(|r| {
+                r.headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_deref()))
+                    .collect()
+            })
+            .collect();
+        // Each record's encoded size in a batch (close enough for any offset delta), and the
+        // batch header's.
+        let sizes: Vec<usize> = records
+            .iter()
+            .zip(&headers)
+            .map(|(r, h)| BatchBuilder::record_size(0, 0, r.key.as_deref(), r.value.as_deref(), h))
+            .collect();
+        let header = BatchBuilder::new(0).estimated_size();
+        let total: usize = header + sizes.iter().sum::<usize>();
+        let pack = |target: usize| {
+            let mut parts: Vec<(usize, BatchBuilder)> = Vec::new();
+            for (i, (r, h)) in records.iter().zip(&headers).enumerate() {
+                let (key, value) = (r.key.as_deref(), r.value.as_deref());
+                let fits = parts
+                    .last_mut()
+                    .is_some_and(|(_, b)| b.try_append(r.timestamp, key, value, h));
+                if !fits {
+                    let mut b = BatchBuilder::new(target);
+                    let appended = b.try_append(r.timestamp, key, value, h);
+                    debug_assert!(appended, "an empty batch accepts any record");
+                    parts.push((i, b));
+                }
+            }
+            parts
+        };
+        let mut parts = pack(if bigger {
+            self.batch_size
+        } else {
+            header + (total - header).div_ceil(2)
+        });
+        if parts.len() < 2 {
+            // Batch overhead kept it whole: halve by count.
+            let half = records.len() / 2;
+            let mut second = BatchBuilder::new(total);
+            let mut first = BatchBuilder::new(total);
+            for (i, (r, h)) in records.iter().zip(&headers).enumerate() {
+                let b = if i < half { &mut first } else { &mut second };
+                b.try_append(r.timestamp, r.key.as_deref(), r.value.as_deref(), h);
+            }
+            parts = vec![(0, first), (half, second)];
+        }
+        let span = batch.id_span / parts.len() as BatchId;
+        if span == 0 {
+            return Split::Whole(Box::new(batch));
+        }
+        let count = records.len();
+        let starts: Vec<usize> = parts.iter().map(|(start, _)| *start).collect();
+        let mut children = Vec::with_capacity(parts.len());
+        for (j, (start, builder)) in parts.into_iter().enumerate() {
+            let end = starts.get(j + 1).copied().unwrap_or(count);
+            let stamped = batch
+                .stamped
+                .filter(|_| keep_sequences)
+                .map(|(pid, epoch, base)| (pid, epoch, increment_sequence(base, start as i32)));
+            let memory = if end == count {
+                batch.memory.take(usize::MAX)
+            } else {
+                batch.memory.take(sizes[start..end].iter().sum())
+            };
+            children.push(ProducerBatch {
+                id: batch.id + span * j as BatchId,
+                id_span: span,
+                tp: batch.tp.clone(),
+                builder: Some(builder),
+                appendable: false,
+                built: None,
+                stamped,
+                records: (end - start) as i32,
+                completer: batch.completer.part(),
+                created: batch.created,
+                attempts: 0,
+                retry_at: None,
+                memory,
+            });
+        }
+        let moved: Vec<(i32, &Completer)> = children
+            .iter()
+            .zip(&starts)
+            .map(|(c, start)| (*start as i32, &c.completer))
+            .collect();
+        batch.completer.split_into(&moved);
+        self.incomplete.remove(&batch.id);
+        let n = children.len();
+        for child in children {
+            self.incomplete.insert(child.id);
+            self.reenqueue(child);
+        }
+        if let Some(q) = self.queues.get_mut(&batch.tp) {
+            q.in_flight.remove(&batch.id);
+        }
+        Split::Parts(n)
+    }
+
+    /// A batch of `tp` was written: the partition may have its full window in flight.
+    pub fn acknowledged(&mut self, tp: &Tp) {
+        if let Some(q) = self.queues.get_mut(tp) {
+            q.acknowledged = true;
+        }
+    }
+
+    /// A new producer id: no partition has a batch written under it yet.
+    pub fn forget_acknowledged(&mut self) {
+        for q in self.queues.values_mut() {
+            q.acknowledged = false;
+        }
     }
 
     /// Marks an in-flight batch finished (the caller completes its records).
@@ -449,6 +675,7 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spool_protocol::compression::Compression;
 
     fn tp(p: i32) -> Tp {
         (Arc::from("t"), p)
@@ -512,7 +739,31 @@ mod tests {
         let mut a = acc(200);
         a.set_max_in_flight_per_partition(5);
         three_full_batches(&mut a, now);
+        a.acknowledged(&tp(0));
         a
+    }
+
+    #[test]
+    fn a_partition_pipelines_only_once_a_batch_of_it_was_written_under_the_producer_id() {
+        let now = Instant::now();
+        let mut a = acc(200);
+        a.set_max_in_flight_per_partition(5);
+        three_full_batches(&mut a, now);
+        let first = drain_to_broker_1(&mut a, now).pop().unwrap();
+        assert!(
+            drain_to_broker_1(&mut a, now).is_empty(),
+            "one at a time at first"
+        );
+        a.acknowledged(&first.tp);
+        a.finish(&first);
+        assert_eq!(drain_to_broker_1(&mut a, now).len(), 1);
+        assert_eq!(drain_to_broker_1(&mut a, now).len(), 1, "pipelined now");
+        a.forget_acknowledged();
+        add(&mut a, 0, &[1; 150], now);
+        assert!(
+            drain_to_broker_1(&mut a, now + Duration::from_millis(10)).is_empty(),
+            "a new producer id starts again at one"
+        );
     }
 
     /// What a drain at `now` hands to broker 1 (every partition leads there).
@@ -535,7 +786,8 @@ mod tests {
             assert_eq!(d.len(), 1);
             sent.push(d.remove(0));
         }
-        assert_eq!(sent.iter().map(|b| b.id).collect::<Vec<_>>(), [0, 1, 2]);
+        let nth = |b: &ProducerBatch| b.id / ID_SPAN;
+        assert_eq!(sent.iter().map(nth).collect::<Vec<_>>(), [0, 1, 2]);
         // The first two fail and come back (in any order): they are requeued by creation order,
         // ahead of the batch that never left.
         let mut second = sent.remove(1);
@@ -550,11 +802,11 @@ mod tests {
             "a retry waits for its partition's in-flight batches"
         );
         a.finish(&sent[0]);
-        let order: Vec<u64> = (0..2)
+        let order: Vec<BatchId> = (0..2)
             .map(|_| {
                 let d = drain(&mut a);
                 assert_eq!(d.len(), 1);
-                let id = d[0].id;
+                let id = nth(&d[0]);
                 a.finish(&d[0]);
                 id
             })
@@ -563,7 +815,7 @@ mod tests {
         // The last batch is still open (lingering) until its linger passes.
         let later = now + Duration::from_millis(10);
         let d = a.drain(later, true, 1 << 20, |_| Some(1), |_| true);
-        assert_eq!(d.by_broker[&1][0].id, 3);
+        assert_eq!(nth(&d.by_broker[&1][0]), 3);
     }
 
     #[test]
@@ -743,6 +995,184 @@ mod tests {
         let later = t0 + WallClock::REREAD;
         c.ms_at(later);
         assert_eq!(c.last.unwrap().0, later);
+    }
+
+    /// Builds a drained batch as the sender does, stamped with producer id 7, epoch 0.
+    fn build(b: &mut ProducerBatch, base_sequence: i32, compression: Compression) {
+        let builder = b.builder.take().unwrap();
+        b.built = Some(builder.build(7, 0, base_sequence, compression).unwrap());
+        b.stamped = Some((7, 0, base_sequence));
+    }
+
+    #[tokio::test]
+    async fn a_split_batch_keeps_its_place_its_sequences_its_memory_and_its_records() {
+        for compression in [Compression::None, Compression::Lz4] {
+            let mut a = acc(16384);
+            a.set_max_in_flight_per_partition(5);
+            let pool = a.memory.clone();
+            let full = pool.available_permits();
+            let t0 = Instant::now();
+            let mut futures = Vec::new();
+            for i in 0..10u8 {
+                let permit = pool.try_acquire_many(100).unwrap();
+                let ts = Some(1000 + i64::from(i));
+                match a.append(&tp(0), ts, None, Some(&[i; 100]), &[], permit, false, t0) {
+                    Append::Appended { delivery, .. } => futures.push(delivery),
+                    Append::WouldStartBatch(_) => unreachable!(),
+                }
+            }
+            a.acknowledged(&tp(0));
+            let later = t0 + Duration::from_millis(10);
+            let mut big = drain_to_broker_1(&mut a, later).pop().unwrap();
+            build(&mut big, 0, compression);
+            // The next batch (sequence 10) is in flight behind it.
+            add(&mut a, 0, &[99; 100], later);
+            let mut next = drain_to_broker_1(&mut a, later + Duration::from_millis(10))
+                .pop()
+                .unwrap();
+            build(&mut next, 10, compression);
+            let (big_id, next_id) = (big.id, next.id);
+
+            assert!(
+                matches!(a.split(big, true), Split::Parts(2)),
+                "halves: it was below batch.size"
+            );
+            assert_eq!(
+                pool.available_permits(),
+                full - 1100,
+                "memory moves to the parts"
+            );
+            assert!(
+                a.has_earlier_unresolved(&tp(0), next_id),
+                "the parts come first"
+            );
+            // The parts carry sequence numbers: each goes alone, so not while `next` is in
+            // flight; `next` then fails (out of sequence) and comes back behind them.
+            assert!(drain_to_broker_1(&mut a, later).is_empty());
+            next.attempts = 1;
+            next.retry_at = Some(later);
+            a.reenqueue(next);
+            let mut parts = Vec::new();
+            for base in [40, 60] {
+                let mut part = drain_to_broker_1(&mut a, later).pop().unwrap();
+                assert!(
+                    drain_to_broker_1(&mut a, later).is_empty(),
+                    "one part at a time"
+                );
+                let sequence = part.stamped.unwrap().2;
+                build(&mut part, sequence, compression);
+                let values: Vec<u8> = part
+                    .records(1 << 20)
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.value.as_ref().unwrap()[0])
+                    .collect();
+                parts.push((part.id, part.stamped, values));
+                a.finish(&part);
+                part.complete(Ok((base, -1)));
+            }
+            assert!(big_id <= parts[0].0 && parts[0].0 < parts[1].0 && parts[1].0 < next_id);
+            assert_eq!(parts[0].1, Some((7, 0, 0)));
+            assert_eq!(parts[1].1, Some((7, 0, 5)), "consecutive sequences");
+            assert_eq!(parts[0].2, [0, 1, 2, 3, 4]);
+            assert_eq!(parts[1].2, [5, 6, 7, 8, 9]);
+            let next = drain_to_broker_1(&mut a, later).pop().unwrap();
+            assert_eq!(next.id, next_id, "then the batch after it");
+            a.finish(&next);
+            next.complete(Ok((70, -1)));
+            let mut got = Vec::new();
+            for f in futures {
+                let m = f.await.unwrap();
+                got.push((m.offset, m.timestamp));
+            }
+            let want: Vec<(i64, i64)> = (0..10)
+                .map(|i| ((if i < 5 { 40 + i } else { 55 + i }), 1000 + i))
+                .collect();
+            assert_eq!(got, want, "{compression:?}");
+            assert_eq!(pool.available_permits(), full);
+            assert!(a.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_batch_too_large_for_batch_size_splits_into_batch_size_parts_and_one_record_does_not_split()
+    {
+        let mut a = acc(1000);
+        let t0 = Instant::now();
+        // A batch grown past batch.size cannot be made by `add`; build one by hand.
+        let mut big = BatchBuilder::new(10_000);
+        for i in 0..30u8 {
+            assert!(big.try_append(0, None, Some(&[i; 100]), &[]));
+        }
+        add(&mut a, 0, &[1; 10], t0);
+        let mut b = drain_to_broker_1(&mut a, t0 + Duration::from_millis(10))
+            .pop()
+            .unwrap();
+        b.builder = Some(big);
+        b.records = 30;
+        build(&mut b, 0, Compression::None);
+        let Split::Parts(parts) = a.split(b, false) else {
+            panic!("not split")
+        };
+        assert!((3..=5).contains(&parts), "about 1000 bytes each: {parts}");
+        assert!(
+            add(&mut a, 0, &[7; 10], t0),
+            "a split part takes no new records"
+        );
+        let mut sizes = Vec::new();
+        while let Some(p) = drain_to_broker_1(&mut a, t0 + Duration::from_millis(10)).pop() {
+            assert_eq!(
+                p.stamped, None,
+                "sequences not kept: stamped again when sent"
+            );
+            sizes.push(p.size());
+            a.finish(&p);
+        }
+        assert_eq!(sizes.len(), parts + 1);
+        assert!(sizes.iter().all(|s| *s <= 1000), "{sizes:?}");
+
+        add(&mut a, 1, &[1; 10], t0);
+        let mut one = drain_to_broker_1(&mut a, t0 + Duration::from_millis(10))
+            .pop()
+            .unwrap();
+        build(&mut one, 0, Compression::None);
+        assert!(
+            matches!(a.split(one, true), Split::Whole(_)),
+            "a single record cannot be split"
+        );
+    }
+
+    #[test]
+    fn a_backlogged_partition_grows_its_waiting_batch_which_goes_as_soon_as_there_is_room() {
+        let mut a = acc(200);
+        a.set_backlog_batch_size(1000);
+        let t0 = Instant::now();
+        add(&mut a, 0, &[1; 150], t0);
+        let first = drain_to_broker_1(&mut a, t0 + Duration::from_millis(10))
+            .pop()
+            .unwrap();
+        // One batch of the partition is in flight, as many as it may have: the records behind
+        // it go into one batch past batch.size instead of a batch each.
+        let new_batches = (0..5).filter(|_| add(&mut a, 0, &[2; 150], t0)).count();
+        assert_eq!(new_batches, 1);
+        assert!(
+            drain_to_broker_1(&mut a, t0).is_empty(),
+            "no room in flight"
+        );
+        a.finish(&first);
+        // Full: it goes without waiting for its linger.
+        let grown = drain_to_broker_1(&mut a, t0).pop().unwrap();
+        assert_eq!(grown.record_count(), 5);
+        assert!((200..=1000).contains(&grown.size()), "{}", grown.size());
+        // Up to backlog_batch_size (five of these), then a new batch, which grows too: it
+        // waits behind the older one.
+        let more = (0..7).filter(|_| add(&mut a, 0, &[3; 150], t0)).count();
+        assert_eq!(more, 2);
+        a.finish(&grown);
+        // A partition with room in flight: a full batch is followed by a new one (it goes at
+        // the next drain); only a batch with an older one still waiting before it grows.
+        let fresh = (0..3).filter(|_| add(&mut a, 1, &[4; 150], t0)).count();
+        assert_eq!(fresh, 2);
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! outcome and each record's future holds a reference to it plus the record's index: one
 //! allocation per batch instead of a channel per record, and completing a batch is one store
 //! and one wake per waiting task.
+//!
+//! A batch the broker found too large is split (as Kafka's Java producer does): its outcome then
+//! says where each record went instead of how it ended, and the futures follow their record.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,18 +22,35 @@ struct Outcome {
     topic: Arc<str>,
     partition: i32,
     result: OnceLock<Result<(i64, i64)>>,
-    /// Tasks waiting for `result`; drained when it is set.
+    /// Set instead of `result` when the batch was split: its parts in record order, each with
+    /// the index (in this batch) of its first record.
+    moved: OnceLock<Vec<(i32, Arc<Outcome>)>>,
+    /// Tasks waiting for `result` or `moved`; drained when either is set.
     waiting: Mutex<Vec<Waker>>,
 }
 
 impl Outcome {
     fn set(&self, result: Result<(i64, i64)>) {
-        if self.result.set(result).is_ok() {
-            let waiting = std::mem::take(&mut *self.waiting.lock().unwrap());
-            for w in waiting {
-                w.wake();
-            }
+        // A split batch's records are completed by its parts.
+        if self.moved.get().is_none() && self.result.set(result).is_ok() {
+            self.wake_all();
         }
+    }
+
+    fn wake_all(&self) {
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap());
+        for w in waiting {
+            w.wake();
+        }
+    }
+
+    /// Where record `index` of this batch went, if the batch was split: its part's outcome
+    /// and its index there.
+    fn moved_to(&self, index: i32) -> Option<(&Arc<Outcome>, i32)> {
+        let parts = self.moved.get()?;
+        let at = parts.partition_point(|(first, _)| *first <= index).max(1) - 1;
+        let (first, part) = &parts[at];
+        Some((part, index - first))
     }
 }
 
@@ -46,8 +66,26 @@ impl Completer {
             topic,
             partition,
             result: OnceLock::new(),
+            moved: OnceLock::new(),
             waiting: Mutex::default(),
         }))
+    }
+
+    /// A completer for part of this batch, after a split (same topic and partition).
+    pub fn part(&self) -> Completer {
+        Completer::new(self.0.topic.clone(), self.0.partition)
+    }
+
+    /// The batch was split: its records' futures follow them into `parts`, given in record
+    /// order with the index (in this batch) of each part's first record.
+    pub fn split_into(self, parts: &[(i32, &Completer)]) {
+        let moved = parts
+            .iter()
+            .map(|(first, c)| (*first, c.0.clone()))
+            .collect();
+        if self.0.result.get().is_none() && self.0.moved.set(moved).is_ok() {
+            self.0.wake_all();
+        }
     }
 
     /// The future of the batch's record number `index`. It holds only the batch's outcome (no
@@ -94,7 +132,27 @@ impl DeliveryFuture {
     /// Whether the outcome is known: awaiting the future then returns at once. A cheap check
     /// (one atomic load) for callers that track many records without a task per record.
     pub fn is_done(&self) -> bool {
-        self.outcome.result.get().is_some()
+        let (mut outcome, mut index) = (&self.outcome, self.index);
+        loop {
+            if outcome.result.get().is_some() {
+                return true;
+            }
+            match outcome.moved_to(index) {
+                Some((part, i)) => (outcome, index) = (part, i),
+                None => return false,
+            }
+        }
+    }
+
+    /// Follows the record into the part of a split batch; false when it was not split.
+    fn follow_split(&mut self) -> bool {
+        let Some((part, index)) = self.outcome.moved_to(self.index) else {
+            return false;
+        };
+        self.outcome = part.clone();
+        self.index = index;
+        self.slot = None;
+        true
     }
 
     fn metadata(&self, result: &Result<(i64, i64)>) -> Result<RecordMetadata> {
@@ -122,27 +180,33 @@ impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(r) = self.outcome.result.get() {
-            return Poll::Ready(self.metadata(r));
-        }
-        let outcome = self.outcome.clone();
-        let mut waiting = outcome.waiting.lock().unwrap();
-        // `set` stores the result before it takes the lock: seen here, or our waker is woken.
-        if let Some(r) = outcome.result.get() {
-            return Poll::Ready(self.metadata(r));
-        }
-        match self.slot {
-            Some(i) if i < waiting.len() => {
-                if !waiting[i].will_wake(cx.waker()) {
-                    waiting[i] = cx.waker().clone();
+        loop {
+            if let Some(r) = self.outcome.result.get() {
+                return Poll::Ready(self.metadata(r));
+            }
+            if self.follow_split() {
+                continue;
+            }
+            let outcome = self.outcome.clone();
+            let mut waiting = outcome.waiting.lock().unwrap();
+            // `set` and `split_into` store before they take the lock: seen here (look again),
+            // or our waker is woken.
+            if outcome.result.get().is_some() || outcome.moved.get().is_some() {
+                continue;
+            }
+            match self.slot {
+                Some(i) if i < waiting.len() => {
+                    if !waiting[i].will_wake(cx.waker()) {
+                        waiting[i] = cx.waker().clone();
+                    }
+                }
+                _ => {
+                    self.slot = Some(waiting.len());
+                    waiting.push(cx.waker().clone());
                 }
             }
-            _ => {
-                self.slot = Some(waiting.len());
-                waiting.push(cx.waker().clone());
-            }
+            return Poll::Pending;
         }
-        Poll::Pending
     }
 }
 
@@ -164,6 +228,48 @@ mod tests {
         let a = a.await.unwrap();
         assert_eq!((a.offset, a.timestamp, a.partition), (40, 100, 3));
         assert_eq!((b.offset, b.timestamp), (41, 200));
+    }
+
+    #[tokio::test]
+    async fn futures_follow_their_records_into_the_parts_of_a_split_batch() {
+        let c = Completer::new(Arc::from("t"), 2);
+        let futures: Vec<_> = (0..5).map(|i| c.future(i, 100 + i64::from(i))).collect();
+        // One record is awaited across the split, the others are looked at afterwards.
+        let mut futures = futures.into_iter();
+        let first = tokio::spawn(futures.next().unwrap());
+        tokio::task::yield_now().await;
+        let (a, b) = (c.part(), c.part());
+        c.split_into(&[(0, &a), (3, &b)]);
+        let rest: Vec<_> = futures.collect();
+        assert!(rest.iter().all(|f| !f.is_done()), "moved is not done");
+        // The second part splits again.
+        let (b1, b2) = (b.part(), b.part());
+        b.split_into(&[(0, &b1), (1, &b2)]);
+        b2.complete(Ok((70, -1)));
+        assert!(rest[3].is_done() && !rest[2].is_done());
+        a.complete(Ok((10, -1)));
+        b1.complete(Ok((60, -1)));
+        let first = first.await.unwrap().unwrap();
+        assert_eq!(
+            (first.offset, first.timestamp, first.partition),
+            (0 + 10, 100, 2)
+        );
+        let mut got = Vec::new();
+        for f in rest {
+            let m = f.await.unwrap();
+            got.push((m.offset, m.timestamp));
+        }
+        assert_eq!(got, [(11, 101), (12, 102), (60, 103), (70, 104)]);
+    }
+
+    #[tokio::test]
+    async fn a_split_batch_is_not_failed_by_its_drop() {
+        let c = Completer::new(Arc::from("t"), 0);
+        let f = c.future(1, 5);
+        let p = c.part();
+        c.split_into(&[(0, &p)]);
+        p.complete(Ok((7, -1)));
+        assert_eq!(f.await.unwrap().offset, 8);
     }
 
     #[tokio::test]

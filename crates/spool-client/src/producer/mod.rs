@@ -263,12 +263,16 @@ impl Producer {
             config.buffer_memory.min(Semaphore::MAX_PERMITS),
         ));
         let shared = Arc::new(Shared {
-            acc: Mutex::new(Accumulator::new(
-                config.batch_size,
-                config.linger,
-                config.delivery_timeout,
-                memory.clone(),
-            )),
+            acc: Mutex::new({
+                let mut acc = Accumulator::new(
+                    config.batch_size,
+                    config.linger,
+                    config.delivery_timeout,
+                    memory.clone(),
+                );
+                acc.set_backlog_batch_size(config.backlog_batch_size.min(config.max_request_size));
+                acc
+            }),
             memory,
             client,
             idempotent: AtomicBool::new(idempotent),

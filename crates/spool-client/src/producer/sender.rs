@@ -15,7 +15,7 @@ use spool_protocol::records::set_producer_state;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::accumulator::ProducerBatch;
+use super::accumulator::{ProducerBatch, Split};
 use super::{Shared, IDLE_WAKE};
 use crate::config::Acks;
 use crate::error::{Error, Result};
@@ -174,6 +174,7 @@ async fn prepare_producer_id(
         Ok((id, epoch)) => {
             tracing::debug!(producer_id = id, epoch, "obtained producer id");
             shared.pid.lock().unwrap().set_id(id, epoch);
+            shared.acc.lock().unwrap().forget_acknowledged();
             *attempt = 0;
             *retry_at = None;
             true
@@ -340,6 +341,9 @@ async fn send_request(
 enum Settle {
     Done(ProducerBatch, Result<(i64, i64)>),
     Retry(ProducerBatch),
+    /// Too large for the broker: split it (keeping its sequence numbers when `bool`), or fail
+    /// with the error if it cannot be.
+    Split(ProducerBatch, Error, bool),
 }
 
 /// Sends one Produce request and settles every batch in it.
@@ -409,17 +413,42 @@ async fn produce(shared: Arc<Shared>, broker: i32, mut batches: Vec<ProducerBatc
         shared.client.invalidate(t);
     }
     let mut done = Vec::new();
+    let mut unsplittable = Vec::new();
     {
         let mut acc = shared.acc.lock().unwrap();
         for s in settled {
             match s {
                 Settle::Retry(b) => acc.reenqueue(b),
                 Settle::Done(b, r) => {
+                    if r.is_ok() {
+                        acc.acknowledged(&b.tp);
+                    }
                     acc.finish(&b);
                     done.push((b, r));
                 }
+                Settle::Split(b, err, keep_sequences) => {
+                    let (tp, records) = (b.tp.clone(), b.record_count());
+                    match acc.split(b, keep_sequences) {
+                        Split::Parts(parts) => tracing::warn!(
+                            topic = %tp.0,
+                            partition = tp.1,
+                            records,
+                            parts,
+                            "batch too large for the broker (MESSAGE_TOO_LARGE): split and sent again"
+                        ),
+                        Split::Whole(b) => {
+                            let b = *b;
+                            acc.finish(&b);
+                            unsplittable.push(done.len());
+                            done.push((b, Err(err)));
+                        }
+                    }
+                }
             }
         }
+    }
+    for i in unsplittable {
+        give_up_sequence(&shared, &done[i].0, false);
     }
     if let Some(n) = shared.in_flight.lock().unwrap().get_mut(&broker) {
         *n = n.saturating_sub(1);
@@ -431,7 +460,7 @@ async fn produce(shared: Arc<Shared>, broker: i32, mut batches: Vec<ProducerBatc
     shared.wake.notify_one();
 }
 
-/// Retry or fail a batch after `err`, per Kafka's rules.
+/// Retry, split or fail a batch after `err`, per Kafka's rules.
 fn on_error(
     shared: &Shared,
     mut b: ProducerBatch,
@@ -440,6 +469,11 @@ fn on_error(
     stale_topics: &mut HashSet<Arc<str>>,
 ) -> Settle {
     let code = err.kafka_code();
+    if code == Some(ResponseError::MessageTooLarge.code()) && b.record_count() > 1 {
+        let keep_sequences =
+            shared.idempotent() && shared.pid.lock().unwrap().is_current(b.stamped);
+        return Settle::Split(b, err, keep_sequences);
+    }
     let sequence_error = shared.idempotent()
         && matches!(
             code.and_then(ResponseError::try_from_code),

@@ -48,6 +48,7 @@ async fn main() -> ExitCode {
             "produce-codecs" => scenarios::produce_codecs(&ctx).await,
             "produce-headers-nulls" => scenarios::produce_headers_nulls(&ctx).await,
             "produce-idempotent" => scenarios::produce_idempotent(&ctx).await,
+            "produce-split" => scenarios::produce_split(&ctx).await,
             "consume-offsets" => scenarios::consume_offsets(&ctx).await,
             "consume-timestamp" => scenarios::consume_timestamp(&ctx).await,
             "group-rebalance" => scenarios::group_rebalance(&ctx).await,

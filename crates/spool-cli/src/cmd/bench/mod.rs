@@ -86,6 +86,10 @@ struct ProducerFlags {
     /// Bytes per partition batch (batch.size).
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
+    /// Bytes a partition's batch may grow to while it waits behind a full in-flight window
+    /// (Spool's client only; --batch-size or less gives the Java client's batches).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    backlog_batch_size: u32,
     /// How long a batch waits for more records, in ms (linger.ms).
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
@@ -98,6 +102,7 @@ impl ProducerFlags {
             enable_idempotence: Some(self.acks == Acks::All),
             compression: self.compression,
             batch_size: self.batch_size as usize,
+            backlog_batch_size: self.backlog_batch_size as usize,
             linger: Duration::from_millis(self.linger_ms),
             ..ProducerConfig::default()
         }
