@@ -18,7 +18,7 @@
 //! `backlog_batch_size`), and a batch the broker refuses as too large is split in its place
 //! ([`Accumulator::split`], as Kafka's Java producer does).
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -140,22 +140,6 @@ struct PartitionQueue {
     batches: VecDeque<ProducerBatch>,
     /// Ids of this partition's batches in flight.
     in_flight: BTreeSet<BatchId>,
-    /// A batch of the partition was written under the current producer id. Until then it has
-    /// one batch in flight at a time: a broker with no state for a producer takes any first
-    /// sequence, so a later batch could be written ahead of an earlier one refused meanwhile
-    /// (e.g. as too large, then split and sent again).
-    acknowledged: bool,
-}
-
-impl PartitionQueue {
-    /// Batches allowed in flight now.
-    fn window(&self, max_in_flight: usize) -> usize {
-        if self.acknowledged {
-            max_in_flight
-        } else {
-            1
-        }
-    }
 }
 
 /// What [`Accumulator::append`] did.
@@ -247,6 +231,22 @@ pub(crate) struct Accumulator {
     max_in_flight_per_partition: usize,
     /// How far a partition's open batch may grow while it cannot be sent yet.
     backlog_batch_size: usize,
+    /// Partitions with a batch written under the current producer id. Until then a partition
+    /// has one batch in flight at a time: a broker with no state for a producer takes any
+    /// first sequence, so a later batch could be written ahead of an earlier one refused
+    /// meanwhile (e.g. as too large, then split and sent again).
+    acknowledged: FxHashSet<Tp>,
+    /// Partitions that refused a batch as too large: their batches no longer grow.
+    no_growth: FxHashSet<Tp>,
+}
+
+/// Batches of `tp` allowed in flight now.
+fn window(acknowledged: &FxHashSet<Tp>, tp: &Tp, max_in_flight: usize) -> usize {
+    if acknowledged.contains(tp) {
+        max_in_flight
+    } else {
+        1
+    }
 }
 
 impl Accumulator {
@@ -271,6 +271,8 @@ impl Accumulator {
             wall_clock: WallClock::default(),
             max_in_flight_per_partition: 1,
             backlog_batch_size: batch_size,
+            acknowledged: FxHashSet::default(),
+            no_growth: FxHashSet::default(),
         }
     }
 
@@ -306,14 +308,21 @@ impl Accumulator {
             Some(q) => q,
             None => self.queues.entry(tp.clone()).or_default(),
         };
-        // The open batch cannot go yet (an older batch waits before it, or the in-flight window
-        // is full): it may grow.
-        let backlogged = queue.batches.len() > 1
-            || queue.in_flight.len() >= queue.window(self.max_in_flight_per_partition);
+        let (queued, in_flight) = (queue.batches.len(), queue.in_flight.len());
         if let Some(last) = queue.batches.back_mut().filter(|b| b.appendable) {
             if let Some(builder) = last.builder.as_mut() {
                 let mut fits = builder.try_append(timestamp, key, value, headers);
-                if !fits && backlogged && builder.max_size() < self.backlog_batch_size {
+                // A full batch that cannot go yet (an older batch waits before it, or the
+                // in-flight window is full) may grow; not for long (its records share its
+                // delivery timeout), nor on a partition that refused a batch as too large.
+                if !fits
+                    && builder.max_size() < self.backlog_batch_size
+                    && (queued > 1
+                        || in_flight
+                            >= window(&self.acknowledged, tp, self.max_in_flight_per_partition))
+                    && now.saturating_duration_since(last.created) < self.delivery_timeout / 8
+                    && !self.no_growth.contains(tp)
+                {
                     builder.raise_limit(self.backlog_batch_size);
                     fits = builder.try_append(timestamp, key, value, headers);
                 }
@@ -415,8 +424,8 @@ impl Accumulator {
             self.drain_start = self.drain_start.wrapping_add(1);
         }
         for tp in keys {
+            let window = window(&self.acknowledged, &tp, self.max_in_flight_per_partition);
             let queue = self.queues.get_mut(&tp).expect("key from map");
-            let window = queue.window(self.max_in_flight_per_partition);
             if queue.in_flight.len() >= window {
                 continue;
             }
@@ -532,6 +541,9 @@ impl Accumulator {
             return Split::Whole(Box::new(batch));
         };
         let bigger = batch.size() > self.batch_size;
+        if !self.no_growth.contains(&batch.tp) {
+            self.no_growth.insert(batch.tp.clone());
+        }
         let headers: Vec<HeaderRefs> = records
             .iter()
             .map(|r| {
@@ -598,7 +610,10 @@ impl Accumulator {
             let memory = if end == count {
                 batch.memory.take(usize::MAX)
             } else {
-                batch.memory.take(sizes[start..end].iter().sum())
+                // What the records' permits were taken for: each as if alone in a batch.
+                batch
+                    .memory
+                    .take(sizes[start..end].iter().sum::<usize>() + header * (end - start))
             };
             children.push(ProducerBatch {
                 id: batch.id + span * j as BatchId,
@@ -636,16 +651,14 @@ impl Accumulator {
 
     /// A batch of `tp` was written: the partition may have its full window in flight.
     pub fn acknowledged(&mut self, tp: &Tp) {
-        if let Some(q) = self.queues.get_mut(tp) {
-            q.acknowledged = true;
+        if !self.acknowledged.contains(tp) {
+            self.acknowledged.insert(tp.clone());
         }
     }
 
     /// A new producer id: no partition has a batch written under it yet.
     pub fn forget_acknowledged(&mut self) {
-        for q in self.queues.values_mut() {
-            q.acknowledged = false;
-        }
+        self.acknowledged.clear();
     }
 
     /// Marks an in-flight batch finished (the caller completes its records).
@@ -1119,6 +1132,10 @@ mod tests {
             add(&mut a, 0, &[7; 10], t0),
             "a split part takes no new records"
         );
+        assert!(
+            a.no_growth.contains(&tp(0)),
+            "nor do its batches grow any more"
+        );
         let mut sizes = Vec::new();
         while let Some(p) = drain_to_broker_1(&mut a, t0 + Duration::from_millis(10)).pop() {
             assert_eq!(
@@ -1176,6 +1193,22 @@ mod tests {
     }
 
     #[test]
+    fn an_old_batch_does_not_grow() {
+        let mut a = acc(200);
+        a.set_backlog_batch_size(1000);
+        let t0 = Instant::now();
+        assert!(add(&mut a, 1, &[1; 150], t0));
+        assert!(add(&mut a, 1, &[1; 150], t0), "room in flight: a new batch");
+        // The newer batch waits behind the older: it would grow, but it is past an eighth of
+        // the delivery timeout (60 s here).
+        assert!(add(&mut a, 1, &[1; 150], t0 + Duration::from_secs(8)));
+        assert!(
+            !add(&mut a, 1, &[1; 150], t0 + Duration::from_secs(8)),
+            "a young one grows"
+        );
+    }
+
+    #[test]
     fn buffer_memory_comes_back_when_a_batch_is_done() {
         let mut a = acc(200);
         let pool = a.memory.clone();
@@ -1184,14 +1217,9 @@ mod tests {
         add(&mut a, 0, &[1; 50], t0);
         add(&mut a, 0, &[1; 50], t0);
         assert_eq!(pool.available_permits(), full - 100);
-        let d = a.drain(
-            t0 + Duration::from_secs(1),
-            true,
-            1 << 20,
-            |_| Some(1),
-            |_| true,
-        );
-        let batch = d.by_broker.into_values().flatten().next().unwrap();
+        let batch = drain_to_broker_1(&mut a, t0 + Duration::from_secs(1))
+            .pop()
+            .unwrap();
         assert_eq!(pool.available_permits(), full - 100, "held while in flight");
         batch.complete(Ok((0, -1)));
         assert_eq!(pool.available_permits(), full);
@@ -1204,47 +1232,22 @@ mod tests {
         let permit = || pool.try_acquire_many(1).unwrap();
         let t0 = Instant::now();
         add(&mut a, 0, &[0; 80], t0);
-        let r = a.append(
-            &tp(0),
+        // Some(new_batch) when appended, None when handed back.
+        let mut try_add = |p: i32, abort: bool| match a.append(
+            &tp(p),
             Some(0),
             None,
             Some(&[0; 80]),
             &[],
             permit(),
-            true,
+            abort,
             t0,
-        );
-        assert!(matches!(r, Append::WouldStartBatch(_)));
-        let r = a.append(
-            &tp(1),
-            Some(0),
-            None,
-            Some(&[0; 80]),
-            &[],
-            permit(),
-            true,
-            t0,
-        );
-        assert!(
-            matches!(r, Append::WouldStartBatch(_)),
-            "also for an empty partition"
-        );
-        let r = a.append(
-            &tp(1),
-            Some(0),
-            None,
-            Some(&[0; 80]),
-            &[],
-            permit(),
-            false,
-            t0,
-        );
-        assert!(matches!(
-            r,
-            Append::Appended {
-                new_batch: true,
-                ..
-            }
-        ));
+        ) {
+            Append::Appended { new_batch, .. } => Some(new_batch),
+            Append::WouldStartBatch(_) => None,
+        };
+        assert_eq!(try_add(0, true), None);
+        assert_eq!(try_add(1, true), None, "also for an empty partition");
+        assert_eq!(try_add(1, false), Some(true));
     }
 }

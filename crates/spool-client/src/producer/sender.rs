@@ -215,11 +215,14 @@ async fn init_producer_id(shared: &Shared) -> Result<(i64, i16)> {
 
 /// Stamps producer id/epoch/sequence (reusing the batch's own on a plain retry) and encodes.
 fn stamp_and_build(shared: &Shared, b: &mut ProducerBatch) -> Result<()> {
+    // Whether this call assigned the sequence numbers (and may give them back on failure).
+    let mut assigned = false;
     let stamp = if shared.idempotent() {
         let mut pid = shared.pid.lock().unwrap();
         if pid.is_current(b.stamped) {
             b.stamped.expect("current stamp")
         } else {
+            assigned = true;
             pid.assign(&b.tp, b.record_count())
         }
     } else {
@@ -230,8 +233,11 @@ fn stamp_and_build(shared: &Shared, b: &mut ProducerBatch) -> Result<()> {
             match builder.build(stamp.0, stamp.1, stamp.2, shared.config.compression) {
                 Ok(bytes) => b.built = Some(bytes),
                 Err(e) => {
-                    if shared.idempotent() {
+                    if assigned {
                         shared.pid.lock().unwrap().rollback(&b.tp, stamp);
+                    } else if shared.idempotent() {
+                        // A split part's reserved sequences cannot be given back.
+                        shared.pid.lock().unwrap().request_bump();
                     }
                     return Err(Error::protocol("compressing a batch", e));
                 }
