@@ -252,7 +252,7 @@ mod tests {
         let first = first.await.unwrap().unwrap();
         assert_eq!(
             (first.offset, first.timestamp, first.partition),
-            (0 + 10, 100, 2)
+            (10, 100, 2)
         );
         let mut got = Vec::new();
         for f in rest {
