@@ -541,9 +541,7 @@ impl Accumulator {
             return Split::Whole(Box::new(batch));
         };
         let bigger = batch.size() > self.batch_size;
-        if !self.no_growth.contains(&batch.tp) {
-            self.no_growth.insert(batch.tp.clone());
-        }
+        self.no_growth.insert(batch.tp.clone());
         let headers: Vec<HeaderRefs> = records
             .iter()
             .map(|r| {
@@ -562,13 +560,15 @@ impl Accumulator {
             .collect();
         let header = BatchBuilder::new(0).estimated_size();
         let total: usize = header + sizes.iter().sum::<usize>();
-        let pack = |target: usize| {
+        // Parts of at most `target` bytes each, and a new part at record `cut` if given.
+        let pack = |target: usize, cut: Option<usize>| {
             let mut parts: Vec<(usize, BatchBuilder)> = Vec::new();
             for (i, (r, h)) in records.iter().zip(&headers).enumerate() {
                 let (key, value) = (r.key.as_deref(), r.value.as_deref());
-                let fits = parts
-                    .last_mut()
-                    .is_some_and(|(_, b)| b.try_append(r.timestamp, key, value, h));
+                let fits = cut != Some(i)
+                    && parts
+                        .last_mut()
+                        .is_some_and(|(_, b)| b.try_append(r.timestamp, key, value, h));
                 if !fits {
                     let mut b = BatchBuilder::new(target);
                     let appended = b.try_append(r.timestamp, key, value, h);
@@ -578,21 +578,15 @@ impl Accumulator {
             }
             parts
         };
-        let mut parts = pack(if bigger {
+        let target = if bigger {
             self.batch_size
         } else {
             header + (total - header).div_ceil(2)
-        });
+        };
+        let mut parts = pack(target, None);
         if parts.len() < 2 {
             // Batch overhead kept it whole: halve by count.
-            let half = records.len() / 2;
-            let mut second = BatchBuilder::new(total);
-            let mut first = BatchBuilder::new(total);
-            for (i, (r, h)) in records.iter().zip(&headers).enumerate() {
-                let b = if i < half { &mut first } else { &mut second };
-                b.try_append(r.timestamp, r.key.as_deref(), r.value.as_deref(), h);
-            }
-            parts = vec![(0, first), (half, second)];
+            parts = pack(total, Some(records.len() / 2));
         }
         let span = batch.id_span / parts.len() as BatchId;
         if span == 0 {

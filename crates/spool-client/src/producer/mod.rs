@@ -141,12 +141,24 @@ struct TopicEntry {
     sticky: Sticky,
 }
 
+impl TopicEntry {
+    /// A topic not looked up yet.
+    fn new(topic: &str) -> TopicEntry {
+        TopicEntry {
+            name: Arc::from(topic),
+            info: None,
+            generation: u64::MAX,
+            sticky: Sticky::default(),
+        }
+    }
+}
+
 /// What [`Shared::topic`] returns for one record.
 struct TopicLookup {
     name: Arc<str>,
     /// The cached metadata if fresh.
     info: Option<Arc<TopicInfo>>,
-    /// The sticky partition if one is chosen.
+    /// The sticky partition if one is chosen and within the partition count of `info`.
     sticky: Option<i32>,
 }
 
@@ -163,12 +175,9 @@ impl Shared {
         let mut topics = self.topics.lock().unwrap();
         let entry = match topics.get_mut(topic) {
             Some(e) => e,
-            None => topics.entry(topic.into()).or_insert(TopicEntry {
-                name: Arc::from(topic),
-                info: None,
-                generation: u64::MAX,
-                sticky: Sticky::default(),
-            }),
+            None => topics
+                .entry(topic.into())
+                .or_insert_with(|| TopicEntry::new(topic)),
         };
         if entry.generation != generation {
             entry.info = self.client.cached_topic_at(topic, now);
@@ -193,12 +202,12 @@ impl Shared {
     /// Runs `f` on the topic's sticky partition state (the topic has been looked up before).
     fn with_sticky<R>(&self, topic: &str, f: impl FnOnce(&mut Sticky) -> R) -> R {
         let mut topics = self.topics.lock().unwrap();
-        let entry = topics.entry(topic.into()).or_insert_with(|| TopicEntry {
-            name: Arc::from(topic),
-            info: None,
-            generation: u64::MAX,
-            sticky: Sticky::default(),
-        });
+        if let Some(entry) = topics.get_mut(topic) {
+            return f(&mut entry.sticky);
+        }
+        let entry = topics
+            .entry(topic.into())
+            .or_insert_with(|| TopicEntry::new(topic));
         f(&mut entry.sticky)
     }
 
@@ -359,7 +368,7 @@ impl Producer {
                 p
             }
             (None, Some(k)) => partition_for_key(k, count),
-            (None, None) => sticky.filter(|&p| p < count).unwrap_or_else(|| {
+            (None, None) => sticky.unwrap_or_else(|| {
                 s.with_sticky(&record.topic, |st| {
                     st.partition(count, &topic.available_partitions())
                 })
