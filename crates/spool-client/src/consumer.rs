@@ -2,11 +2,19 @@
 //!
 //! ```text
 //! assign/seek -> positions -> (ListOffsets for earliest/latest/timestamp resets)
-//!   -> one Fetch in flight per leader broker (sent again as soon as its answer is buffered,
-//!      so the next fetch overlaps the application's processing)
-//!   -> records decoded (CRC-checked, decompressed with a cap), records before the fetch offset
-//!      skipped (a fetch may start mid-batch) -> buffer -> poll() / stream()
+//!   -> one Fetch in flight per leader broker, run by a task of its own: it is sent and
+//!      answered while the application works on what an earlier poll returned; the task also
+//!      checks the batches' CRCs
+//!   -> buffer of fetched bytes -> poll() / stream() decode records as they are taken (at most
+//!      `max.poll.records`, as Java's consumer does; decompressed with a cap), skipping records
+//!      before the fetch offset (a fetch may start mid-batch)
 //! ```
+//!
+//! A partition is fetched again while one answer of it is still buffered, from where that
+//! answer ends (librdkafka fetches ahead too; Java's consumer waits until the buffer is drained,
+//! so its fetch round trip is not overlapped for a single partition). So at most two answers
+//! per partition are buffered: up to twice `max.partition.fetch.bytes` (and twice
+//! `fetch.max.bytes` per broker) of records.
 //!
 //! Reads with `isolation.level=read_uncommitted` (Kafka's default): records of aborted
 //! transactions are returned; transaction markers (control batches) are not.
@@ -23,7 +31,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use spool_protocol::records::DecodedBatches;
+use spool_protocol::batch::{BatchError, Batches};
+use spool_protocol::records::{DecodedBatches, RecordError, RecordIter};
 use uuid::Uuid;
 
 use crate::admin::{list_offsets, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
@@ -82,23 +91,135 @@ struct PartitionState {
     /// Bumped by every seek so answers to older fetches are dropped.
     generation: u64,
     in_flight: bool,
-    buffered: bool,
+    /// Fetch answers of this partition in the buffer (at most [`MAX_BUFFERED_ANSWERS`]).
+    buffered: u8,
+    /// Where the next fetch starts while answers are buffered: after the last of them.
+    fetch_from: i64,
+    /// A fetch ahead of the buffer was refused (offset out of range): fetch again only once
+    /// the buffer is drained, from the position the application reached.
+    no_fetch_ahead: bool,
     high_watermark: i64,
 }
 
+/// One answer being read plus one fetched ahead.
+const MAX_BUFFERED_ANSWERS: u8 = 2;
+
+impl PartitionState {
+    /// The offset the next fetch of this partition starts at, if known.
+    fn next_fetch(&self) -> Option<i64> {
+        if self.buffered > 0 {
+            Some(self.fetch_from)
+        } else {
+            self.position
+        }
+    }
+
+    fn fetchable(&self) -> bool {
+        !self.in_flight
+            && self.next_fetch().is_some()
+            && (self.buffered == 0
+                || (self.buffered < MAX_BUFFERED_ANSWERS && !self.no_fetch_ahead))
+    }
+}
+
+/// A fetch answer of one partition, its records decoded as polls take them.
 struct Buffered {
     tp: Tp,
     generation: u64,
-    records: VecDeque<ConsumerRecord>,
+    batches: DecodedBatches,
+    /// Records of the batch being taken.
+    records: Option<RecordIter>,
+    /// Records below this offset are skipped: a fetch may start mid-batch.
+    skip_below: i64,
     /// Position once every record here is consumed (past trailing control batches too).
     next_position: i64,
+}
+
+impl Buffered {
+    /// Moves records into `out` until it holds `max`, noting the last offset taken in `last`.
+    /// `Ok(true)` once this answer is used up.
+    fn take_into(
+        &mut self,
+        out: &mut Vec<ConsumerRecord>,
+        max: usize,
+        last: &mut Option<i64>,
+    ) -> Result<bool> {
+        loop {
+            if let Some(records) = &mut self.records {
+                for r in records.by_ref() {
+                    let r = r.map_err(|e| corrupt(&self.tp, e))?;
+                    if r.offset < self.skip_below {
+                        continue;
+                    }
+                    *last = Some(r.offset);
+                    out.push(ConsumerRecord {
+                        topic: self.tp.0.clone(),
+                        partition: self.tp.1,
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                    });
+                    if out.len() >= max {
+                        return Ok(false);
+                    }
+                }
+                self.records = None;
+            }
+            match self.batches.next() {
+                Some(batch) => {
+                    self.records = Some(batch.map_err(|e| corrupt(&self.tp, e))?.records);
+                }
+                None => return Ok(true),
+            }
+        }
+    }
+}
+
+fn corrupt(tp: &Tp, e: RecordError) -> Error {
+    Error::CorruptRecords {
+        topic: tp.0.to_string(),
+        partition: tp.1,
+        source: Arc::new(e),
+    }
 }
 
 struct FetchDone {
     broker: i32,
     /// (partition, fetch offset, generation)
     requested: Vec<(Tp, i64, u64)>,
-    result: Result<FetchResponse>,
+    result: Result<Vec<Fetched>>,
+}
+
+/// One partition's part of a fetch answer, checked by the fetch task.
+struct Fetched {
+    tp: Tp,
+    fetch_offset: i64,
+    generation: u64,
+    error_code: i16,
+    high_watermark: i64,
+    /// For error code 0: the answer's whole batches, CRC-checked.
+    checked: Result<Checked>,
+}
+
+/// A partition's fetched bytes, cut to whole batches whose CRCs match.
+#[derive(Debug)]
+struct Checked {
+    bytes: Bytes,
+    /// Whether any batch holds records at or after the fetch offset (not only control batches).
+    has_records: bool,
+    /// The position after the last batch.
+    next: i64,
+}
+
+/// Aborts a fetch task whose answer nobody waits for any more (the consumer was dropped).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A consumer of assigned partitions.
@@ -180,7 +301,9 @@ impl Consumer {
                 pending: None,
                 generation: 0,
                 in_flight: false,
-                buffered: false,
+                buffered: 0,
+                fetch_from: 0,
+                no_fetch_ahead: false,
                 high_watermark: -1,
             });
         }
@@ -213,7 +336,8 @@ impl Consumer {
         st.position = position;
         st.pending = pending;
         st.generation += 1;
-        st.buffered = false;
+        st.buffered = 0;
+        st.no_fetch_ahead = false;
         let tp: Tp = (Arc::from(topic), partition);
         self.buffer.retain(|b| b.tp != tp);
         Ok(())
@@ -400,19 +524,35 @@ impl Consumer {
                 self.buffer.pop_front();
                 continue;
             }
-            while out.len() < max {
-                let Some(r) = front.records.pop_front() else {
-                    break;
-                };
-                st.position = Some(r.offset + 1);
-                out.push(r);
+            let mut last = None;
+            let taken = front.take_into(&mut out, max, &mut last);
+            if let Some(offset) = last {
+                st.position = Some(offset + 1);
             }
-            if front.records.is_empty() {
-                if st.position.is_none_or(|p| p < front.next_position) {
-                    st.position = Some(front.next_position);
+            match taken {
+                Ok(false) => {}
+                Ok(true) => {
+                    if st.position.is_none_or(|p| p < front.next_position) {
+                        st.position = Some(front.next_position);
+                    }
+                    st.buffered = st.buffered.saturating_sub(1);
+                    if st.buffered == 0 {
+                        st.no_fetch_ahead = false;
+                    }
+                    self.buffer.pop_front();
                 }
-                st.buffered = false;
-                self.buffer.pop_front();
+                Err(e) => {
+                    // The records before the bad one are returned; the error comes with the
+                    // next poll, and the position stays at the bad batch (as in Java). Answers
+                    // fetched beyond it are dropped.
+                    self.pending_error = Some(e);
+                    st.generation += 1;
+                    st.buffered = 0;
+                    st.no_fetch_ahead = false;
+                    let tp = front.tp.clone();
+                    self.buffer.retain(|b| b.tp != tp);
+                    break;
+                }
             }
         }
         out
@@ -426,7 +566,7 @@ impl Consumer {
         let fetchable: Vec<Tp> = self
             .parts
             .iter()
-            .filter(|(_, s)| s.position.is_some() && !s.in_flight && !s.buffered)
+            .filter(|(_, s)| s.fetchable())
             .map(|(tp, _)| tp.clone())
             .collect();
         if fetchable.is_empty() {
@@ -473,7 +613,7 @@ impl Consumer {
             let st = &self.parts[&tp];
             by_broker.entry(leader).or_default().push((
                 tp.clone(),
-                st.position.expect("fetchable"),
+                st.next_fetch().expect("fetchable"),
                 st.generation,
             ));
         }
@@ -501,8 +641,19 @@ impl Consumer {
             let client = self.client.clone();
             let pool = self.fetch_pool.clone();
             let config = self.config.clone();
+            let asked = requested.clone();
+            // A task of its own, so the fetch goes out and its answer is decoded while the
+            // application works on the records of the last poll (not only inside `poll`).
+            let task = tokio::spawn(async move {
+                let response = fetch(&client, &pool, &config, broker, &asked, &ids).await?;
+                check_response(&client, response, asked)
+            });
+            let abort = AbortOnDrop(task.abort_handle());
             self.fetches.push(Box::pin(async move {
-                let result = fetch(&client, &pool, &config, broker, &requested, &ids).await;
+                let _abort = abort;
+                let result = task
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Closed("the fetch task stopped")));
                 FetchDone {
                     broker,
                     requested,
@@ -514,108 +665,137 @@ impl Consumer {
 
     fn handle_fetch(&mut self, done: FetchDone) {
         self.brokers_in_flight.remove(&done.broker);
-        let mut requested: HashMap<(String, i32), (Tp, i64, u64)> = HashMap::new();
-        for (tp, offset, generation) in done.requested {
-            if let Some(st) = self.parts.get_mut(&tp) {
+        for (tp, _, _) in &done.requested {
+            if let Some(st) = self.parts.get_mut(tp) {
                 st.in_flight = false;
             }
-            requested.insert((tp.0.to_string(), tp.1), (tp, offset, generation));
         }
-        let resp =
-            match done
-                .result
-                .and_then(|r| match Error::from_code(r.error_code, None, "fetch") {
-                    Some(e) => Err(e),
-                    None => Ok(r),
-                }) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(broker = done.broker, error = %e, "fetch failed");
-                    if e.invalidates_metadata() {
-                        for (t, _) in requested.keys() {
-                            self.client.invalidate(t);
-                        }
+        let fetched = match done.result {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                tracing::debug!(broker = done.broker, error = %e, "fetch failed");
+                if e.invalidates_metadata() {
+                    for (tp, _, _) in &done.requested {
+                        self.client.invalidate(&tp.0);
                     }
-                    if e.is_retriable() || e.invalidates_metadata() {
-                        self.backoff();
-                    } else {
-                        self.pending_error = Some(e);
-                    }
-                    return;
                 }
-            };
-        let md = self.client.metadata();
+                if e.is_retriable() || e.invalidates_metadata() {
+                    self.backoff();
+                } else {
+                    self.pending_error = Some(e);
+                }
+                return;
+            }
+        };
         let mut any_ok = false;
-        for topic in resp.responses {
-            let name = if topic.topic.is_empty() {
-                md.topic_name(&topic.topic_id)
-                    .unwrap_or_default()
-                    .to_string()
-            } else {
-                topic.topic.0.to_string()
+        for f in fetched {
+            let Some(st) = self.parts.get_mut(&f.tp) else {
+                continue;
             };
-            for p in topic.partitions {
-                let Some((tp, fetch_offset, generation)) =
-                    requested.remove(&(name.clone(), p.partition_index))
-                else {
-                    continue;
-                };
-                let Some(st) = self.parts.get_mut(&tp) else {
-                    continue;
-                };
-                if st.generation != generation || st.position != Some(fetch_offset) {
-                    continue; // sought elsewhere meanwhile
-                }
-                if p.error_code == 0 {
-                    any_ok = true;
-                    st.high_watermark = p.high_watermark;
-                    let records = p.records.unwrap_or_default();
-                    match decode(
-                        &tp,
-                        fetch_offset,
-                        records,
-                        self.config.max_uncompressed_batch_bytes,
-                    ) {
-                        Ok((recs, next)) => {
-                            if recs.is_empty() {
-                                if next > fetch_offset {
-                                    st.position = Some(next);
-                                }
+            if st.generation != f.generation || st.next_fetch() != Some(f.fetch_offset) {
+                continue; // sought elsewhere meanwhile
+            }
+            if f.error_code == 0 {
+                any_ok = true;
+                st.high_watermark = f.high_watermark;
+                match f.checked {
+                    Ok(c) if c.has_records => {
+                        st.buffered += 1;
+                        st.fetch_from = c.next;
+                        self.buffer.push_back(Buffered {
+                            tp: f.tp,
+                            generation: f.generation,
+                            batches: DecodedBatches::prechecked(
+                                c.bytes,
+                                self.config.max_uncompressed_batch_bytes,
+                            ),
+                            records: None,
+                            skip_below: f.fetch_offset,
+                            next_position: c.next,
+                        });
+                    }
+                    Ok(c) => {
+                        // Nothing to return (control batches only): skip past it.
+                        if c.next > f.fetch_offset {
+                            if st.buffered > 0 {
+                                st.fetch_from = c.next;
                             } else {
-                                st.buffered = true;
-                                self.buffer.push_back(Buffered {
-                                    tp,
-                                    generation,
-                                    records: recs,
-                                    next_position: next,
-                                });
+                                st.position = Some(c.next);
                             }
                         }
-                        Err(e) => self.pending_error = Some(e),
                     }
-                    continue;
+                    Err(e) => self.pending_error = Some(e),
                 }
-                let err = Error::from_code(p.error_code, None, format!("fetch {}-{}", tp.0, tp.1))
-                    .expect("nonzero");
-                if err.is(ResponseError::OffsetOutOfRange) {
-                    tracing::info!(topic = %tp.0, partition = tp.1, offset = fetch_offset, "offset out of range; resetting");
-                    st.position = None;
-                    st.pending = None;
-                    st.generation += 1;
-                } else if metadata_error(p.error_code) {
-                    self.client.invalidate(&tp.0);
-                    self.retry_at = Some(Instant::now() + self.client.config().retry_backoff);
-                } else if err.is_retriable() {
-                    self.retry_at = Some(Instant::now() + self.client.config().retry_backoff);
-                } else {
-                    self.pending_error = Some(err);
-                }
+                continue;
+            }
+            let tp = &f.tp;
+            let err = Error::from_code(f.error_code, None, format!("fetch {}-{}", tp.0, tp.1))
+                .expect("nonzero");
+            if err.is(ResponseError::OffsetOutOfRange) && st.buffered > 0 {
+                // A fetch ahead of the buffer: the application has not reached that offset
+                // yet. Decide once it has, with the offset it reached.
+                st.no_fetch_ahead = true;
+            } else if err.is(ResponseError::OffsetOutOfRange) {
+                tracing::info!(topic = %tp.0, partition = tp.1, offset = f.fetch_offset, "offset out of range; resetting");
+                st.position = None;
+                st.pending = None;
+                st.generation += 1;
+            } else if metadata_error(f.error_code) {
+                self.client.invalidate(&tp.0);
+                self.retry_at = Some(Instant::now() + self.client.config().retry_backoff);
+            } else if err.is_retriable() {
+                self.retry_at = Some(Instant::now() + self.client.config().retry_backoff);
+            } else {
+                self.pending_error = Some(err);
             }
         }
         if any_ok {
             self.attempt = 0;
         }
     }
+}
+
+/// Matches a fetch answer's partitions to what was asked and checks their batches.
+fn check_response(
+    client: &Client,
+    response: FetchResponse,
+    requested: Vec<(Tp, i64, u64)>,
+) -> Result<Vec<Fetched>> {
+    if let Some(e) = Error::from_code(response.error_code, None, "fetch") {
+        return Err(e);
+    }
+    let mut asked: HashMap<(String, i32), (Tp, i64, u64)> = requested
+        .into_iter()
+        .map(|(tp, offset, generation)| ((tp.0.to_string(), tp.1), (tp, offset, generation)))
+        .collect();
+    let md = client.metadata();
+    let mut out = Vec::with_capacity(asked.len());
+    for topic in response.responses {
+        let name = if topic.topic.is_empty() {
+            md.topic_name(&topic.topic_id)
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            topic.topic.0.to_string()
+        };
+        for p in topic.partitions {
+            let Some((tp, fetch_offset, generation)) =
+                asked.remove(&(name.clone(), p.partition_index))
+            else {
+                continue;
+            };
+            let checked = check(&tp, fetch_offset, p.records.unwrap_or_default());
+            out.push(Fetched {
+                tp,
+                fetch_offset,
+                generation,
+                error_code: p.error_code,
+                high_watermark: p.high_watermark,
+                checked,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Builds and sends one Fetch to `broker`.
@@ -666,42 +846,29 @@ async fn fetch(
     conn.send_with_timeout(&req, version, timeout).await
 }
 
-/// Decodes a partition's fetched bytes: records at or after `fetch_offset`, and the position
-/// after the last complete batch.
-fn decode(
-    tp: &Tp,
-    fetch_offset: i64,
-    records: Bytes,
-    max_uncompressed: usize,
-) -> Result<(VecDeque<ConsumerRecord>, i64)> {
-    let corrupt = |e| Error::CorruptRecords {
-        topic: tp.0.to_string(),
-        partition: tp.1,
-        source: Arc::new(e),
-    };
-    let mut out = VecDeque::new();
+/// Checks a partition's fetched bytes: whole batches with matching CRCs (a partial batch at
+/// the end is normal, the broker cuts at a byte limit), whether any holds records at or after
+/// `fetch_offset`, and the position after the last.
+fn check(tp: &Tp, fetch_offset: i64, records: Bytes) -> Result<Checked> {
     let mut next = fetch_offset;
-    for batch in DecodedBatches::new(records, max_uncompressed) {
-        let batch = batch.map_err(corrupt)?;
-        next = next.max(batch.header.last_offset() + 1);
-        for r in batch.records {
-            let r = r.map_err(corrupt)?;
-            // A fetch starting mid-batch returns the whole batch.
-            if r.offset < fetch_offset {
-                continue;
-            }
-            out.push_back(ConsumerRecord {
-                topic: tp.0.clone(),
-                partition: tp.1,
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-            });
-        }
+    let mut has_records = false;
+    let mut end = 0;
+    for batch in Batches::checked(&records) {
+        let (header, range) = match batch {
+            Ok(b) => b,
+            Err(BatchError::Truncated { .. }) => break,
+            Err(e) => return Err(corrupt(tp, e.into())),
+        };
+        next = next.max(header.last_offset().saturating_add(1));
+        has_records |=
+            !header.is_control() && header.record_count > 0 && header.last_offset() >= fetch_offset;
+        end = range.end;
     }
-    Ok((out, next))
+    Ok(Checked {
+        bytes: records.slice(..end),
+        has_records,
+        next,
+    })
 }
 
 #[cfg(test)]
@@ -908,14 +1075,38 @@ mod tests {
         assert_eq!(offsets, vec![0, 1, 2]);
     }
 
-    #[test]
-    fn decode_skips_control_batches_but_advances_past_them() {
+    /// Checks `data` as a fetch answer from `fetch_offset` and takes its records: their
+    /// offsets and the position after it.
+    fn take_all(fetch_offset: i64, data: Vec<u8>) -> Result<(Vec<i64>, i64)> {
         let tp: Tp = (Arc::from("t"), 0);
+        let c = check(&tp, fetch_offset, Bytes::from(data))?;
+        let mut b = Buffered {
+            tp,
+            generation: 0,
+            batches: DecodedBatches::prechecked(c.bytes, 1 << 20),
+            records: None,
+            skip_below: fetch_offset,
+            next_position: c.next,
+        };
+        let (mut out, mut last) = (Vec::new(), None);
+        assert!(b.take_into(&mut out, usize::MAX, &mut last)?);
+        assert_eq!(last, out.last().map(|r| r.offset));
+        Ok((out.iter().map(|r| r.offset).collect(), c.next))
+    }
+
+    fn batch(base_offset: i64, values: &[&[u8]]) -> Vec<u8> {
         let mut b = BatchBuilder::new(1024);
-        b.try_append(0, None, Some(b"x"), &[]);
-        b.try_append(0, None, Some(b"y"), &[]);
+        for v in values {
+            assert!(b.try_append(0, None, Some(v), &[]));
+        }
         let mut data = b.build(-1, -1, -1, Compression::None).unwrap().to_vec();
-        spool_protocol::batch::set_base_offset(&mut data, 10);
+        spool_protocol::batch::set_base_offset(&mut data, base_offset);
+        data
+    }
+
+    #[test]
+    fn control_batches_are_skipped_and_advanced_past() {
+        let mut data = batch(10, &[b"x", b"y"]);
         let mut ctrl = BatchBuilder::new(1024);
         ctrl.try_append(0, Some(b"\0\0\0\0"), Some(b"\0\0\0\0\0\0"), &[]);
         let mut c = ctrl.build(1, 0, 0, Compression::None).unwrap().to_vec();
@@ -923,20 +1114,96 @@ mod tests {
         c[22] |= 0x20; // control bit
         spool_protocol::batch::seal_crc(&mut c);
         data.extend_from_slice(&c);
-        let (recs, next) = decode(&tp, 11, Bytes::from(data), 1 << 20).unwrap();
-        assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![11]);
-        assert_eq!(next, 13);
+        assert_eq!(take_all(11, data).unwrap(), (vec![11], 13));
+        let tp: Tp = (Arc::from("t"), 0);
+        let only_control = check(&tp, 12, Bytes::from(c)).unwrap();
+        assert!(!only_control.has_records);
+        assert_eq!(only_control.next, 13);
     }
 
     #[test]
-    fn decode_reports_corruption() {
-        let tp: Tp = (Arc::from("t"), 0);
-        let mut b = BatchBuilder::new(1024);
-        b.try_append(0, None, Some(b"x"), &[]);
-        let mut data = b.build(-1, -1, -1, Compression::None).unwrap().to_vec();
+    fn a_partial_batch_at_the_end_is_cut_off() {
+        let mut data = batch(0, &[b"a", b"b"]);
+        let second = batch(2, &[b"c"]);
+        data.extend_from_slice(&second[..second.len() - 3]);
+        assert_eq!(take_all(0, data).unwrap(), (vec![0, 1], 2));
+    }
+
+    #[test]
+    fn corruption_is_reported() {
+        let mut data = batch(0, &[b"x"]);
         let last = data.len() - 1;
         data[last] ^= 0xff;
-        let err = decode(&tp, 0, Bytes::from(data), 1 << 20).unwrap_err();
+        let err = take_all(0, data).unwrap_err();
         assert!(matches!(err, Error::CorruptRecords { .. }), "{err}");
+    }
+
+    #[test]
+    fn records_are_taken_up_to_the_limit_and_resume_where_they_stopped() {
+        let tp: Tp = (Arc::from("t"), 0);
+        let mut data = batch(0, &[b"a", b"b", b"c"]);
+        data.extend_from_slice(&batch(3, &[b"d", b"e"]));
+        let c = check(&tp, 1, Bytes::from(data)).unwrap();
+        let mut b = Buffered {
+            tp,
+            generation: 0,
+            batches: DecodedBatches::prechecked(c.bytes, 1 << 20),
+            records: None,
+            skip_below: 1,
+            next_position: c.next,
+        };
+        let mut offsets = Vec::new();
+        loop {
+            let (mut out, mut last) = (Vec::new(), None);
+            let done = b.take_into(&mut out, 2, &mut last).unwrap();
+            offsets.push(out.iter().map(|r| r.offset).collect::<Vec<_>>());
+            if done {
+                break;
+            }
+        }
+        assert_eq!(offsets, vec![vec![1, 2], vec![3, 4], vec![]]);
+    }
+
+    /// One batch per fetch answer (`max.partition.fetch.bytes` = 1) and one record per poll.
+    async fn one_batch_per_fetch(client: &Client) -> Consumer {
+        for _ in 0..3 {
+            produce(client, "t", 0, 2, Compression::None).await;
+        }
+        let mut c = client.consumer(ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            max_partition_fetch_bytes: 1,
+            max_poll_records: 1,
+            ..Default::default()
+        });
+        c.assign(vec![("t".into(), 0)]);
+        c
+    }
+
+    #[tokio::test]
+    async fn fetches_ahead_of_the_buffered_answer() {
+        let (_b, client) = setup(&[("t", 1)]).await;
+        let mut c = one_batch_per_fetch(&client).await;
+        let first = poll_n(&mut c, 1).await;
+        assert_eq!(first[0].offset, 0);
+        // The answer holding offset 1 is buffered, and the next batch is being fetched already.
+        let tp: Tp = (Arc::from("t"), 0);
+        let st = &c.parts[&tp];
+        assert_eq!((st.buffered, st.in_flight), (1, true));
+        assert_eq!(st.next_fetch(), Some(2));
+        let rest = poll_n(&mut c, 5).await;
+        let offsets: Vec<i64> = rest.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![1, 2, 3, 4, 5]);
+        assert_eq!(c.position("t", 0).await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_seek_drops_answers_fetched_ahead() {
+        let (_b, client) = setup(&[("t", 1)]).await;
+        let mut c = one_batch_per_fetch(&client).await;
+        assert_eq!(poll_n(&mut c, 2).await.len(), 2);
+        // Offsets 2.. are buffered or being fetched; going back must not return them first.
+        c.seek("t", 0, Offset::At(1)).unwrap();
+        let offsets: Vec<i64> = poll_n(&mut c, 5).await.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![1, 2, 3, 4, 5]);
     }
 }

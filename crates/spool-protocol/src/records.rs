@@ -582,6 +582,7 @@ pub struct DecodedBatches {
     buf: Bytes,
     pos: usize,
     max_uncompressed: usize,
+    check_crc: bool,
     truncated: bool,
     failed: bool,
 }
@@ -593,8 +594,19 @@ impl DecodedBatches {
             buf,
             pos: 0,
             max_uncompressed,
+            check_crc: true,
             truncated: false,
             failed: false,
+        }
+    }
+
+    /// Like [`DecodedBatches::new`], for bytes whose batch CRCs were already checked (with
+    /// [`Batches::checked`]), so that a consumer can check them on one thread and decode the
+    /// records on another without checking twice. Everything else is still checked.
+    pub fn prechecked(buf: Bytes, max_uncompressed: usize) -> Self {
+        DecodedBatches {
+            check_crc: false,
+            ..DecodedBatches::new(buf, max_uncompressed)
         }
     }
 
@@ -612,7 +624,12 @@ impl Iterator for DecodedBatches {
             return None;
         }
         let rest = self.buf.slice(self.pos..);
-        let (header, range) = match Batches::checked(&rest).next()? {
+        let mut batches = if self.check_crc {
+            Batches::checked(&rest)
+        } else {
+            Batches::new(&rest)
+        };
+        let (header, range) = match batches.next()? {
             Ok(x) => x,
             Err(BatchError::Truncated { .. }) => {
                 self.truncated = true;
@@ -920,6 +937,30 @@ mod tests {
         buf[8..12].copy_from_slice(&(n as i32).to_be_bytes());
         batch::seal_crc(&mut buf);
         let results: Vec<_> = DecodedBatches::new(Bytes::from(buf), 1 << 20)
+            .flat_map(|b| b.unwrap().records)
+            .collect();
+        assert!(matches!(results[..], [Err(RecordError::Malformed { .. })]));
+    }
+
+    #[test]
+    fn prechecked_skips_only_the_crc_check() {
+        let good = sample(Compression::None);
+        let mut bad = good.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff; // in the records: the CRC no longer matches
+        let checked: Vec<_> = DecodedBatches::new(Bytes::from(bad.clone()), 1 << 20).collect();
+        assert!(matches!(
+            checked[..],
+            [Err(RecordError::Batch(BatchError::CrcMismatch { .. }))]
+        ));
+        let pre: Vec<_> = DecodedBatches::prechecked(Bytes::from(bad), 1 << 20).collect();
+        assert!(matches!(pre[..], [Ok(_)]));
+        // Malformed records are still found.
+        let mut b = BatchBuilder::new(1024);
+        assert!(b.try_append(0, None, Some(b"abc"), &[]));
+        let mut lying = b.build(-1, -1, -1, Compression::None).unwrap().to_vec();
+        lying[HEADER_LEN + 5] = 0x7e; // value length 63 in a 3-byte value
+        let results: Vec<_> = DecodedBatches::prechecked(Bytes::from(lying), 1 << 20)
             .flat_map(|b| b.unwrap().records)
             .collect();
         assert!(matches!(results[..], [Err(RecordError::Malformed { .. })]));
