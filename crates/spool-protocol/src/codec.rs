@@ -125,10 +125,14 @@ pub fn encode_response(
     };
     let at = frame::begin_frame(out);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header
+    let encoded = header
         .encode(out, api_key.response_header_version(version))
-        .map_err(|e| err(e.to_string()))?;
-    body.encode(out, version).map_err(|e| err(e.to_string()))?;
+        .and_then(|()| body.encode(out, version));
+    if let Err(e) = encoded {
+        // No half frame is left behind for the answers before it to carry out.
+        out.truncate(at);
+        return Err(err(e.to_string()));
+    }
     frame::end_frame(out, at);
     Ok(())
 }
@@ -149,10 +153,13 @@ pub fn encode_request(
         detail: e,
     };
     let at = frame::begin_frame(out);
-    header
+    let encoded = header
         .encode(out, api_key.request_header_version(version))
-        .map_err(|e| err(e.to_string()))?;
-    body.encode(out, version).map_err(|e| err(e.to_string()))?;
+        .and_then(|()| body.encode(out, version));
+    if let Err(e) = encoded {
+        out.truncate(at);
+        return Err(err(e.to_string()));
+    }
     frame::end_frame(out, at);
     Ok(())
 }
@@ -208,5 +215,24 @@ mod tests {
         let len = i32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize;
         assert_eq!(len + 4, out.len());
         assert_eq!(&out[4..8], &7i32.to_be_bytes());
+    }
+
+    #[test]
+    fn a_response_that_cannot_be_encoded_leaves_no_half_frame() {
+        let mut out = BytesMut::from(&b"earlier answers"[..]);
+        // The cluster's authorized operations exist in v8-v10 only: v0 cannot carry them.
+        let body = MetadataResponse::default().with_cluster_authorized_operations(0);
+        let result = encode_response(
+            &mut out,
+            ApiKey::Metadata,
+            0,
+            7,
+            &ResponseKind::Metadata(body),
+        );
+        assert!(
+            matches!(result, Err(ProtocolError::Codec { .. })),
+            "{result:?}"
+        );
+        assert_eq!(&out[..], b"earlier answers");
     }
 }
