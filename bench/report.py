@@ -126,6 +126,9 @@ def combine(reps: list) -> dict:
         "n": len(reps),
         "wall_s": median([r["wall_s"] for r in ok]) if ok else None,
         "cpu_s": median([r["cpu_s"] for r in ok]) if ok else None,
+        # Runs recorded before the client's CPU was measured have none.
+        "client_cpu_s": median([r["client_cpu_s"] for r in ok]) if ok and all("client_cpu_s" in r for r in ok)
+        else None,
         "peak_rss_kb": max((r.get("peak_rss_kb", 0) for r in reps), default=0),
     }
 
@@ -159,7 +162,7 @@ def get(broker, wl, client, key):
     r = runs.get((broker, wl, client))
     if r is None:
         return None
-    if key in ("wall_s", "cpu_s"):
+    if key in ("wall_s", "cpu_s", "client_cpu_s"):
         return r.get(key)
     if key == "peak_rss_mb":
         return r.get("peak_rss_kb", 0) / 1024 or None
@@ -294,6 +297,30 @@ for wl, lab in (("p1", "(a) produce 100 B, 1 partition"), ("p6", "(a) produce 10
         w(f"| {lab} | " + " | ".join(cells) + " |")
 w("")
 
+
+def total_cpu(broker, wl, c):
+    b, k = get(broker, wl, c, "cpu_s"), get(broker, wl, c, "client_cpu_s")
+    return None if b is None or k is None else b + k
+
+
+if any(get("spool", wl, c, "client_cpu_s") is not None for wl in ("p1", "consume") for c in CLIENTS):
+    w("The client's CPU is most of each run's. On 2 cores a run that keeps both busy can be at most")
+    w("as much faster as it spends less CPU in all, client and broker; the whole run's CPU,")
+    w("Spool/Kafka, with the client's share of it against Spool in brackets (↓):")
+    w("")
+    w("| workload | " + " | ".join(SHORT[c] for c in CLIENTS) + " |")
+    w("|---|" + "---:|" * len(CLIENTS))
+    for wl, lab in (("p1", "(a) produce 100 B, 1 partition"), ("p6", "(a) produce 100 B, 6 partitions"),
+                    ("all", "(b) produce 1 KiB acks=all"), ("consume", "(c) consume")):
+        cells = []
+        for c in CLIENTS:
+            q = quot(total_cpu("spool", wl, c), total_cpu("kafka", wl, c))
+            share = quot(get("spool", wl, c, "client_cpu_s"), total_cpu("spool", wl, c))
+            cells.append("–" if q is None or share is None else f"{q:.2f}× ({share:.0%})")
+        if any(x != "–" for x in cells):
+            w(f"| {lab} | " + " | ".join(cells) + " |")
+    w("")
+
 # start-up
 w("## Start-up and idle footprint")
 w("")
@@ -362,6 +389,9 @@ for wl, title, typ in WORKLOADS:
         if typ == "lat":
             w(row(f"{short} — records/s achieved", UP, get("spool", wl, client, "rps"), get("kafka", wl, client, "rps")))
         w(row(f"{short} — broker CPU (s)", DOWN, get("spool", wl, client, "cpu_s"), get("kafka", wl, client, "cpu_s")))
+        if get("spool", wl, client, "client_cpu_s") is not None:
+            w(row(f"{short} — client CPU incl. process start (s)", DOWN, get("spool", wl, client, "client_cpu_s"),
+                  get("kafka", wl, client, "client_cpu_s")))
         w(row(f"{short} — broker peak RSS (MB)", DOWN, get("spool", wl, client, "peak_rss_mb"),
               get("kafka", wl, client, "peak_rss_mb")))
         w(row(f"{short} — client wall time incl. process start (s)", DOWN, get("spool", wl, client, "wall_s"),
