@@ -11,7 +11,7 @@
 # ProducerPerformance/ConsumerPerformance, kcat/librdkafka), sampling the broker's RSS (peak)
 # and CPU time (utime+stime) around each client run, and the client's own CPU time. Needs:
 # target/release/spool (cargo build --release -p spool-cli), java 17+, the Kafka 4.3.1 jars
-# (KAFKA_LIBS), kcat, python3, GNU time (/usr/bin/time).
+# (KAFKA_LIBS), kcat, python3.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,8 +76,8 @@ print(json.dumps(d))' "$@" >> "$RESULTS"
 }
 
 # measure BROKER WORKLOAD CLIENT KIND CMD...: runs CMD, its stdout in a file; records wall time,
-# broker CPU seconds, the client's own CPU seconds (GNU time) and peak broker RSS (sampled every
-# 0.1 s) while it ran.
+# broker CPU seconds, the client's own CPU seconds and peak broker RSS (sampled every 0.1 s)
+# while it ran.
 measure() {
     local broker=$1 wl=$2 client=$3 kind=$4; shift 4
     local out=$WORK/$broker.$wl.$client.r${REP:-1}.out peak=$WORK/peak
@@ -90,14 +90,17 @@ measure() {
     local sampler=$!
     local c0 t0 t1 c1 rc
     c0=$(cpu_ticks "$BPID"); t0=$(now)
-    /usr/bin/time -f '%U %S' -o "$out.time" "$@" > "$out" 2> "$out.err"; rc=$?
+    # In a subshell that, once CMD (a program or a function starting one) has been waited for,
+    # reads its own children's CPU time: the client's, whatever processes it ran.
+    ( "$@" > "$out" 2> "$out.err"; rc=$?
+      awk '{sub(/^.*\) /, ""); print $14 + $15}' "/proc/$BASHPID/stat" > "$out.cpu"; exit $rc ); rc=$?
     t1=$(now); c1=$(cpu_ticks "$BPID")
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
     local wall cpu peak_kb
     wall=$(python3 -c "print(round($t1 - $t0, 3))")
     cpu=$(python3 -c "print(round(($c1 - $c0) / $CLK_TCK, 2))")
     local client_cpu
-    client_cpu=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ {v = $1 + $2} END {printf "%.2f", v}' "$out.time" 2>/dev/null)
+    client_cpu=$(awk -v hz="$CLK_TCK" '{v = $1 / hz} END {printf "%.2f", v}' "$out.cpu" 2>/dev/null)
     peak_kb=$(cat "$peak" 2>/dev/null); [[ $peak_kb =~ ^[0-9]+$ ]] || peak_kb=0
     log "$broker $wl $client: rc=$rc wall=${wall}s broker_cpu=${cpu}s client_cpu=${client_cpu}s peak_rss=$(( peak_kb / 1024 ))MB"
     (( rc == 0 )) || { log "  stderr tail:"; tail -5 "$out.err" >&2; }
