@@ -53,14 +53,21 @@ pub(crate) async fn serve(state: Arc<BrokerState>, socket: TcpStream, peer: Sock
     // another task puts it in the worker's next-task slot instead.
     let writer = tokio::spawn({
         let (state, stop) = (state.clone(), stop.clone());
-        async move { write_answers(&state, writer, rx, &stop, peer).await }
+        async move {
+            // However the writer ends (a panic too), the reader stops: no request runs that
+            // could not be answered.
+            let _stop_reader = stop.clone().drop_guard();
+            write_answers(&state, writer, rx, &stop, peer).await
+        }
     });
     // If this connection's future is dropped (the broker's own future was), so is the writer,
     // even while it waits on an fsync that may never end (a stalled disk).
     let _writer_guard = AbortOnDrop(writer.abort_handle());
     read_requests(&state, reader, tx, &stop, peer).await;
     // The reader is done and has dropped its sender: the writer delivers what is owed and ends.
-    let _ = writer.await;
+    if let Err(e) = writer.await {
+        warn!(%peer, "connection writer failed: {e}");
+    }
 }
 
 /// Aborts a task when dropped.

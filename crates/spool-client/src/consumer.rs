@@ -95,8 +95,8 @@ struct PartitionState {
     buffered: u8,
     /// Where the next fetch starts while answers are buffered: after the last of them.
     fetch_from: i64,
-    /// A fetch ahead of the buffer was refused (offset out of range): fetch again only once
-    /// the buffer is drained, from the position the application reached.
+    /// A fetch ahead of the buffer failed: fetch again only once the buffer is drained, from
+    /// the position the application reached.
     no_fetch_ahead: bool,
     high_watermark: i64,
 }
@@ -527,7 +527,8 @@ impl Consumer {
             let mut last = None;
             let taken = front.take_into(&mut out, max, &mut last);
             if let Some(offset) = last {
-                st.position = Some(offset + 1);
+                // Saturating: the offset came from the wire.
+                st.position = Some(offset.saturating_add(1));
             }
             match taken {
                 Ok(false) => {}
@@ -538,6 +539,11 @@ impl Consumer {
                     st.buffered = st.buffered.saturating_sub(1);
                     if st.buffered == 0 {
                         st.no_fetch_ahead = false;
+                        // Answers of control batches only, fetched ahead, moved `fetch_from`
+                        // past this answer's end; there is nothing to return in between.
+                        if st.position.is_none_or(|p| p < st.fetch_from) {
+                            st.position = Some(st.fetch_from);
+                        }
                     }
                     self.buffer.pop_front();
                 }
@@ -651,9 +657,14 @@ impl Consumer {
             let abort = AbortOnDrop(task.abort_handle());
             self.fetches.push(Box::pin(async move {
                 let _abort = abort;
-                let result = task
-                    .await
-                    .unwrap_or_else(|_| Err(Error::Closed("the fetch task stopped")));
+                // A task that panicked is a bug; the fetch is retried like a lost connection.
+                let result = task.await.unwrap_or_else(|e| {
+                    tracing::warn!(broker, "fetch task failed: {e}");
+                    Err(Error::Disconnected {
+                        addr: format!("broker {broker}"),
+                        reason: format!("the fetch task failed: {e}"),
+                    })
+                });
                 FetchDone {
                     broker,
                     requested,
@@ -695,6 +706,13 @@ impl Consumer {
             if st.generation != f.generation || st.next_fetch() != Some(f.fetch_offset) {
                 continue; // sought elsewhere meanwhile
             }
+            if st.buffered > 0 && (f.error_code != 0 || f.checked.is_err()) {
+                // A fetch ahead of the buffer failed: the application has not reached that
+                // offset yet. Fetch it again once the buffer is drained, from the position the
+                // application reached, and deal with the error then (at the right offset).
+                st.no_fetch_ahead = true;
+                continue;
+            }
             if f.error_code == 0 {
                 any_ok = true;
                 st.high_watermark = f.high_watermark;
@@ -731,11 +749,7 @@ impl Consumer {
             let tp = &f.tp;
             let err = Error::from_code(f.error_code, None, format!("fetch {}-{}", tp.0, tp.1))
                 .expect("nonzero");
-            if err.is(ResponseError::OffsetOutOfRange) && st.buffered > 0 {
-                // A fetch ahead of the buffer: the application has not reached that offset
-                // yet. Decide once it has, with the offset it reached.
-                st.no_fetch_ahead = true;
-            } else if err.is(ResponseError::OffsetOutOfRange) {
+            if err.is(ResponseError::OffsetOutOfRange) {
                 tracing::info!(topic = %tp.0, partition = tp.1, offset = f.fetch_offset, "offset out of range; resetting");
                 st.position = None;
                 st.pending = None;
@@ -1104,15 +1118,21 @@ mod tests {
         data
     }
 
-    #[test]
-    fn control_batches_are_skipped_and_advanced_past() {
-        let mut data = batch(10, &[b"x", b"y"]);
+    /// A transaction marker (control batch) at `base_offset`.
+    fn control(base_offset: i64) -> Vec<u8> {
         let mut ctrl = BatchBuilder::new(1024);
         ctrl.try_append(0, Some(b"\0\0\0\0"), Some(b"\0\0\0\0\0\0"), &[]);
         let mut c = ctrl.build(1, 0, 0, Compression::None).unwrap().to_vec();
-        spool_protocol::batch::set_base_offset(&mut c, 12);
+        spool_protocol::batch::set_base_offset(&mut c, base_offset);
         c[22] |= 0x20; // control bit
         spool_protocol::batch::seal_crc(&mut c);
+        c
+    }
+
+    #[test]
+    fn control_batches_are_skipped_and_advanced_past() {
+        let mut data = batch(10, &[b"x", b"y"]);
+        let c = control(12);
         data.extend_from_slice(&c);
         assert_eq!(take_all(11, data).unwrap(), (vec![11], 13));
         let tp: Tp = (Arc::from("t"), 0);
@@ -1194,6 +1214,90 @@ mod tests {
         let offsets: Vec<i64> = rest.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![1, 2, 3, 4, 5]);
         assert_eq!(c.position("t", 0).await.unwrap(), 6);
+    }
+
+    /// A consumer positioned at offset 0 of t-0 and a maker of fetch answers for it, to drive
+    /// `handle_fetch` directly.
+    async fn answered_directly(client: &Client) -> (Consumer, impl Fn(i64, Vec<u8>) -> FetchDone) {
+        let mut c = client.consumer(ConsumerConfig {
+            max_poll_records: 1,
+            ..Default::default()
+        });
+        c.assign(vec![("t".into(), 0)]);
+        c.seek("t", 0, Offset::At(0)).unwrap();
+        let tp: Tp = (Arc::from("t"), 0);
+        let generation = c.parts[&tp].generation;
+        let answer = move |offset: i64, bytes: Vec<u8>| FetchDone {
+            broker: 0,
+            requested: vec![(tp.clone(), offset, generation)],
+            result: Ok(vec![Fetched {
+                tp: tp.clone(),
+                fetch_offset: offset,
+                generation,
+                error_code: 0,
+                high_watermark: 10,
+                checked: check(&tp, offset, Bytes::from(bytes)),
+            }]),
+        };
+        (c, answer)
+    }
+
+    fn offsets(records: Vec<ConsumerRecord>) -> Vec<i64> {
+        records.iter().map(|r| r.offset).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_ahead_is_reported_only_once_the_application_gets_there() {
+        let (_b, client) = setup(&[("t", 1)]).await;
+        let (mut c, answer) = answered_directly(&client).await;
+        c.handle_fetch(answer(0, batch(0, &[b"a", b"b"])));
+        let mut bad = batch(2, &[b"c"]);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff; // CRC mismatch
+        c.handle_fetch(answer(2, bad));
+        assert!(c.pending_error.is_none(), "not before the good records");
+        assert_eq!(offsets(c.take_buffered()), vec![0]);
+        assert_eq!(offsets(c.take_buffered()), vec![1]);
+        assert_eq!(
+            offsets(c.take_buffered()),
+            Vec::<i64>::new(),
+            "the answer is used up"
+        );
+        let st = &c.parts[&(Arc::from("t"), 0)];
+        assert!(c.pending_error.is_none());
+        assert_eq!((st.position, st.next_fetch()), (Some(2), Some(2)));
+        assert!(
+            st.fetchable(),
+            "fetched again from where the application is"
+        );
+        // Fetched from there, the same answer is an error for the application.
+        let mut bad = batch(2, &[b"c"]);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        c.handle_fetch(answer(2, bad));
+        assert!(matches!(
+            c.pending_error,
+            Some(Error::CorruptRecords { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn markers_fetched_ahead_move_the_position_once_the_buffer_is_drained() {
+        let (_b, client) = setup(&[("t", 1)]).await;
+        let (mut c, answer) = answered_directly(&client).await;
+        c.handle_fetch(answer(0, batch(0, &[b"a", b"b"])));
+        c.handle_fetch(answer(2, control(2)));
+        let tp: Tp = (Arc::from("t"), 0);
+        assert_eq!(c.parts[&tp].next_fetch(), Some(3));
+        assert_eq!(offsets(c.take_buffered()), vec![0]);
+        assert_eq!(offsets(c.take_buffered()), vec![1]);
+        assert_eq!(
+            offsets(c.take_buffered()),
+            Vec::<i64>::new(),
+            "the answer is used up"
+        );
+        let st = &c.parts[&tp];
+        assert_eq!((st.position, st.next_fetch()), (Some(3), Some(3)));
     }
 
     #[tokio::test]
