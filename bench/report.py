@@ -283,19 +283,28 @@ w("what limits the rate; on 2 cores shared by client and broker it rarely is. Th
 w("each broker spent on the same work (medians of the runs below) shows the broker's own cost,")
 w("Spool/Kafka (↓: below 1 means Spool spent less):")
 w("")
-w("| workload | " + " | ".join(SHORT[c] for c in CLIENTS) + " |")
-w("|---|" + "---:|" * len(CLIENTS))
-for wl, lab in (("p1", "(a) produce 100 B, 1 partition"), ("p6", "(a) produce 100 B, 6 partitions"),
-                ("all", "(b) produce 1 KiB acks=all"), ("consume", "(c) consume"),
-                ("lat", "(d) producer acks at a fixed rate"), ("e2e", "(d) end-to-end, linger.ms=5"),
-                ("e2e0", "(d) end-to-end, linger.ms=0")):
-    cells = []
-    for c in CLIENTS:
-        q = quot(get("spool", wl, c, "cpu_s"), get("kafka", wl, c, "cpu_s"))
-        cells.append("–" if q is None else f"{q:.2f}×")
-    if any(x != "–" for x in cells):
-        w(f"| {lab} | " + " | ".join(cells) + " |")
-w("")
+THROUGHPUT_WLS = (("p1", "(a) produce 100 B, 1 partition"), ("p6", "(a) produce 100 B, 6 partitions"),
+                  ("all", "(b) produce 1 KiB acks=all"), ("consume", "(c) consume"))
+
+
+def cpu_table(workloads, cell) -> None:
+    """One row per workload, one column per client; `cell(wl, client)` is a string or None."""
+    w("| workload | " + " | ".join(SHORT[c] for c in CLIENTS) + " |")
+    w("|---|" + "---:|" * len(CLIENTS))
+    for wl, lab in workloads:
+        cells = [cell(wl, c) or "–" for c in CLIENTS]
+        if any(x != "–" for x in cells):
+            w(f"| {lab} | " + " | ".join(cells) + " |")
+    w("")
+
+
+def broker_cpu_cell(wl, c):
+    q = quot(get("spool", wl, c, "cpu_s"), get("kafka", wl, c, "cpu_s"))
+    return None if q is None else f"{q:.2f}×"
+
+
+cpu_table(THROUGHPUT_WLS + (("lat", "(d) producer acks at a fixed rate"), ("e2e", "(d) end-to-end, linger.ms=5"),
+                            ("e2e0", "(d) end-to-end, linger.ms=0")), broker_cpu_cell)
 
 
 def total_cpu(broker, wl, c):
@@ -303,23 +312,18 @@ def total_cpu(broker, wl, c):
     return None if b is None or k is None else b + k
 
 
+def run_cpu_cell(wl, c):
+    q = quot(total_cpu("spool", wl, c), total_cpu("kafka", wl, c))
+    share = quot(get("spool", wl, c, "client_cpu_s"), total_cpu("spool", wl, c))
+    return None if q is None or share is None else f"{q:.2f}× ({share:.0%})"
+
+
 if any(get("spool", wl, c, "client_cpu_s") is not None for wl in ("p1", "consume") for c in CLIENTS):
     w("The client's CPU is most of each run's. On 2 cores a run that keeps both busy can be at most")
     w("as much faster as it spends less CPU in all, client and broker; the whole run's CPU,")
     w("Spool/Kafka, with the client's share of it against Spool in brackets (↓):")
     w("")
-    w("| workload | " + " | ".join(SHORT[c] for c in CLIENTS) + " |")
-    w("|---|" + "---:|" * len(CLIENTS))
-    for wl, lab in (("p1", "(a) produce 100 B, 1 partition"), ("p6", "(a) produce 100 B, 6 partitions"),
-                    ("all", "(b) produce 1 KiB acks=all"), ("consume", "(c) consume")):
-        cells = []
-        for c in CLIENTS:
-            q = quot(total_cpu("spool", wl, c), total_cpu("kafka", wl, c))
-            share = quot(get("spool", wl, c, "client_cpu_s"), total_cpu("spool", wl, c))
-            cells.append("–" if q is None or share is None else f"{q:.2f}× ({share:.0%})")
-        if any(x != "–" for x in cells):
-            w(f"| {lab} | " + " | ".join(cells) + " |")
-    w("")
+    cpu_table(THROUGHPUT_WLS, run_cpu_cell)
 
 # start-up
 w("## Start-up and idle footprint")

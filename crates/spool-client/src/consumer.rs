@@ -1246,6 +1246,13 @@ mod tests {
         records.iter().map(|r| r.offset).collect()
     }
 
+    /// Takes the buffered answer holding offsets 0 and 1, one record per poll, to its end.
+    fn take_offsets_0_and_1(c: &mut Consumer) {
+        assert_eq!(offsets(c.take_buffered()), vec![0]);
+        assert_eq!(offsets(c.take_buffered()), vec![1]);
+        assert_eq!(offsets(c.take_buffered()), Vec::<i64>::new(), "used up");
+    }
+
     #[tokio::test]
     async fn a_failed_fetch_ahead_is_reported_only_once_the_application_gets_there() {
         let (_b, client) = setup(&[("t", 1)]).await;
@@ -1256,13 +1263,7 @@ mod tests {
         bad[last] ^= 0xff; // CRC mismatch
         c.handle_fetch(answer(2, bad));
         assert!(c.pending_error.is_none(), "not before the good records");
-        assert_eq!(offsets(c.take_buffered()), vec![0]);
-        assert_eq!(offsets(c.take_buffered()), vec![1]);
-        assert_eq!(
-            offsets(c.take_buffered()),
-            Vec::<i64>::new(),
-            "the answer is used up"
-        );
+        take_offsets_0_and_1(&mut c);
         let st = &c.parts[&(Arc::from("t"), 0)];
         assert!(c.pending_error.is_none());
         assert_eq!((st.position, st.next_fetch()), (Some(2), Some(2)));
@@ -1289,13 +1290,7 @@ mod tests {
         c.handle_fetch(answer(2, control(2)));
         let tp: Tp = (Arc::from("t"), 0);
         assert_eq!(c.parts[&tp].next_fetch(), Some(3));
-        assert_eq!(offsets(c.take_buffered()), vec![0]);
-        assert_eq!(offsets(c.take_buffered()), vec![1]);
-        assert_eq!(
-            offsets(c.take_buffered()),
-            Vec::<i64>::new(),
-            "the answer is used up"
-        );
+        take_offsets_0_and_1(&mut c);
         let st = &c.parts[&tp];
         assert_eq!((st.position, st.next_fetch()), (Some(3), Some(3)));
     }
