@@ -404,8 +404,12 @@ impl Consumer {
                 return Err(e);
             }
             self.resolve_positions(false).await?;
+            self.refresh_fetch_metadata().await;
+            // Nothing awaits from here until the records are returned: positions move as they
+            // are taken, so a `poll` cancelled in between would lose them (and a group member
+            // would commit past them).
             let out = self.take_buffered();
-            self.send_fetches().await;
+            self.send_fetches();
             if !out.is_empty() {
                 return Ok(out);
             }
@@ -564,23 +568,18 @@ impl Consumer {
         out
     }
 
-    /// Sends a Fetch to every leader that has fetchable partitions and none in flight.
-    async fn send_fetches(&mut self) {
+    /// Refreshes metadata that fetches about to be sent need: topics whose cached metadata is
+    /// stale or has no leader for a partition that could be fetched after this poll's take.
+    async fn refresh_fetch_metadata(&mut self) {
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        let fetchable: Vec<Tp> = self
+        let md = self.client.metadata();
+        let needs_refresh: HashSet<Arc<str>> = self
             .parts
             .iter()
-            .filter(|(_, s)| s.fetchable())
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        if fetchable.is_empty() {
-            return;
-        }
-        let mut md = self.client.metadata();
-        let needs_refresh: HashSet<Arc<str>> = fetchable
-            .iter()
+            .filter(|(_, s)| !s.in_flight && s.next_fetch().is_some())
+            .map(|(tp, _)| tp)
             .filter(|(t, p)| self.client.is_stale(t) || md.leader(t, *p).is_none())
             .map(|(t, _)| t.clone())
             .collect();
@@ -601,11 +600,27 @@ impl Consumer {
                 Err(e) => {
                     tracing::debug!(error = %e, "metadata refresh failed");
                     self.backoff();
-                    return;
                 }
             }
-            md = self.client.metadata();
         }
+    }
+
+    /// Sends a Fetch to every leader that has fetchable partitions and none in flight, with the
+    /// metadata at hand (see [`Consumer::refresh_fetch_metadata`]).
+    fn send_fetches(&mut self) {
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let fetchable: Vec<Tp> = self
+            .parts
+            .iter()
+            .filter(|(_, s)| s.fetchable())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if fetchable.is_empty() {
+            return;
+        }
+        let md = self.client.metadata();
         let mut by_broker: HashMap<i32, Vec<(Tp, i64, u64)>> = HashMap::new();
         let mut leaderless = false;
         for tp in fetchable {
@@ -1293,6 +1308,26 @@ mod tests {
         take_offsets_0_and_1(&mut c);
         let st = &c.parts[&tp];
         assert_eq!((st.position, st.next_fetch()), (Some(3), Some(3)));
+    }
+
+    #[tokio::test]
+    async fn a_poll_cancelled_while_metadata_is_refreshed_loses_no_record() {
+        let (_b, client) = setup(&[("t", 1), ("u", 1)]).await;
+        let mut c = one_batch_per_fetch(&client).await;
+        assert_eq!(offsets(poll_n(&mut c, 1).await), vec![0]);
+        // Offset 1 is buffered. A newly assigned partition needs its topic's metadata: the
+        // next poll refreshes it before it can fetch.
+        c.assign(vec![("t".into(), 0), ("u".into(), 0)]);
+        c.seek("u", 0, Offset::At(0)).unwrap();
+        client.invalidate("u");
+        {
+            let mut cancelled = Box::pin(c.poll(Duration::from_secs(5)));
+            assert!(
+                futures::poll!(&mut cancelled).is_pending(),
+                "waits for the refresh"
+            );
+        }
+        assert_eq!(offsets(poll_n(&mut c, 5).await), vec![1, 2, 3, 4, 5]);
     }
 
     #[tokio::test]
