@@ -155,7 +155,13 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 EOF
     local cluster f0 f1
-    cluster=$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    # Never starting with '-' (the storage tool would take it for an option), as Kafka's own ids.
+    cluster=$(python3 -c '
+import base64, uuid
+c = "-"
+while c.startswith("-"):
+    c = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+print(c)')
     f0=$(now)
     "${KAFKA_TOOL_JAVA[@]}" kafka.tools.StorageTool format -t "$cluster" -c "$dir/server.properties" --standalone \
         > "$WORK/kafka-format.log" 2>&1 || { log "kafka format failed"; cat "$WORK/kafka-format.log" >&2; return 1; }

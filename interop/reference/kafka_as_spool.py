@@ -29,6 +29,15 @@ REPO = Path(__file__).resolve().parents[2]
 LIBS = Path(os.environ.get("KAFKA_REF_LIBS", REPO / ".peers" / "kafka-ref" / "libs"))
 
 
+def cluster_id() -> str:
+    """A random KRaft cluster id. Like Kafka's own Uuid.randomUuid, never one starting with '-',
+    which the storage tool's argument parser would take for an option (1 run in 64 failed)."""
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -76,7 +85,7 @@ def broker(opts: argparse.Namespace) -> int:
         )
     )
     if not (data / "logs" / "meta.properties").exists():
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster = cluster_id()
         fmt = subprocess.run(
             java("kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props), "--standalone"),
             capture_output=True,
