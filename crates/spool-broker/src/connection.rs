@@ -23,6 +23,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
 
 use crate::handlers;
@@ -51,7 +52,9 @@ pub(crate) async fn serve(state: Arc<BrokerState>, socket: TcpStream, peer: Sock
     // yield: to the back of the queue, waking an idle worker to steal it (futex calls and
     // context switches on every request; ~20% of the broker's CPU at 10k requests/s). Waking
     // another task puts it in the worker's next-task slot instead.
-    let writer = tokio::spawn({
+    // If this connection's future is dropped (the broker's own future was), so is the writer,
+    // even while it waits on an fsync that may never end (a stalled disk).
+    let writer = AbortOnDropHandle::new(tokio::spawn({
         let (state, stop) = (state.clone(), stop.clone());
         async move {
             // However the writer ends (a panic too), the reader stops: no request runs that
@@ -59,23 +62,11 @@ pub(crate) async fn serve(state: Arc<BrokerState>, socket: TcpStream, peer: Sock
             let _stop_reader = stop.clone().drop_guard();
             write_answers(&state, writer, rx, &stop, peer).await
         }
-    });
-    // If this connection's future is dropped (the broker's own future was), so is the writer,
-    // even while it waits on an fsync that may never end (a stalled disk).
-    let _writer_guard = AbortOnDrop(writer.abort_handle());
+    }));
     read_requests(&state, reader, tx, &stop, peer).await;
     // The reader is done and has dropped its sender: the writer delivers what is owed and ends.
     if let Err(e) = writer.await {
         warn!(%peer, "connection writer failed: {e}");
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

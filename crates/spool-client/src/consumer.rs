@@ -33,6 +33,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spool_protocol::batch::{BatchError, Batches};
 use spool_protocol::records::{DecodedBatches, RecordError, RecordIter};
+use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use crate::admin::{list_offsets, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
@@ -211,15 +212,6 @@ struct Checked {
     has_records: bool,
     /// The position after the last batch.
     next: i64,
-}
-
-/// Aborts a fetch task whose answer nobody waits for any more (the consumer was dropped).
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A consumer of assigned partitions.
@@ -665,13 +657,12 @@ impl Consumer {
             let asked = requested.clone();
             // A task of its own, so the fetch goes out and its answer is decoded while the
             // application works on the records of the last poll (not only inside `poll`).
-            let task = tokio::spawn(async move {
+            // Aborted if nobody waits for its answer any more (the consumer was dropped).
+            let task = AbortOnDropHandle::new(tokio::spawn(async move {
                 let response = fetch(&client, &pool, &config, broker, &asked, &ids).await?;
                 check_response(&client, response, asked)
-            });
-            let abort = AbortOnDrop(task.abort_handle());
+            }));
             self.fetches.push(Box::pin(async move {
-                let _abort = abort;
                 // A task that panicked is a bug; the fetch is retried like a lost connection.
                 let result = task.await.unwrap_or_else(|e| {
                     tracing::warn!(broker, "fetch task failed: {e}");
