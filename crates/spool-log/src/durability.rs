@@ -5,7 +5,8 @@
 //! the entries listed just before it (their names are then durable). From that record,
 //! [`power_loss_copy`] builds the tree a power cut at this instant may leave behind: only entries
 //! whose directory was synced after they appeared, each file holding only its synced prefix, plus
-//! whatever the caller says the disk happened to write beyond it.
+//! whatever the caller says the disk happened to write beyond it. A segment synced with a zeroed
+//! runway past its data keeps that length: zeros, except where later writes reached the disk.
 //!
 //! The record is process-wide and keyed by canonical path; tests use distinct temporary
 //! directories, so they do not see each other's entries.
@@ -18,14 +19,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-/// Per file: (when its length was taken, the length).
-static FILES: Mutex<BTreeMap<PathBuf, (u64, u64)>> = Mutex::new(BTreeMap::new());
+/// Per file: (when its length was taken, (the length, how much of it held data)).
+static FILES: Mutex<BTreeMap<PathBuf, (u64, Synced)>> = Mutex::new(BTreeMap::new());
 /// Per directory: (when it was listed, the entries).
 static DIRS: Mutex<BTreeMap<PathBuf, (u64, BTreeSet<OsString>)>> = Mutex::new(BTreeMap::new());
 /// Orders observations: two syncs of one file or directory may overlap and end in either
 /// order, and the record must keep the one observed last (a later listing has the newer
 /// entries, a later length the newer bytes or a truncation).
 static CLOCK: AtomicU64 = AtomicU64::new(0);
+
+/// What a sync made durable: `len` bytes, of which the first `data` held what the file holds
+/// now there; the rest were zeros (a segment's runway), since overwritten or not.
+#[derive(Debug, Clone, Copy)]
+struct Synced {
+    len: u64,
+    data: u64,
+}
 
 /// A point in the observation order, taken just before a sync.
 pub(crate) fn tick() -> u64 {
@@ -55,8 +64,9 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
-/// Records that `f` is durable up to `len` bytes, its length at `at`.
-pub(crate) fn file_synced(f: &File, at: u64, len: u64) {
+/// Records that `f` is durable up to `len` bytes, its length at `at`, and that its bytes past
+/// `data` were zeros then.
+pub(crate) fn file_synced(f: &File, at: u64, len: u64, data: u64) {
     let Ok(path) = fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())) else {
         return;
     };
@@ -64,7 +74,7 @@ pub(crate) fn file_synced(f: &File, at: u64, len: u64) {
         return;
     }
     let mut files = FILES.lock().unwrap_or_else(PoisonError::into_inner);
-    keep_latest(&mut files, path, at, len);
+    keep_latest(&mut files, path, at, Synced { len, data });
 }
 
 /// Moves what is known of `from` to `to` (a rename; durable once the directory is synced).
@@ -97,7 +107,7 @@ pub(crate) fn synced_len(path: &Path) -> Option<u64> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&canonical(path))
-        .map(|&(_, len)| len)
+        .map(|&(_, s)| s.len)
 }
 
 /// One file of a power-loss copy.
@@ -109,6 +119,8 @@ pub(crate) struct CopiedFile {
     pub synced: u64,
     /// Bytes appended after them by the `tail` callback.
     pub tail: Vec<u8>,
+    /// Zeros after those: the part of a durable runway that no later write overwrote.
+    pub zeros: u64,
 }
 
 /// Copies `src` (a directory assumed to survive) to `dst` as a power cut now could leave it.
@@ -130,7 +142,7 @@ pub(crate) fn power_loss_copy(
 fn copy_dir(
     src: &Path,
     dst: &Path,
-    files: &BTreeMap<PathBuf, (u64, u64)>,
+    files: &BTreeMap<PathBuf, (u64, Synced)>,
     dirs: &BTreeMap<PathBuf, (u64, BTreeSet<OsString>)>,
     tail: &mut dyn FnMut(&Path, &[u8]) -> Vec<u8>,
     out: &mut Vec<CopiedFile>,
@@ -151,23 +163,41 @@ fn copy_dir(
             continue;
         }
         let content = fs::read(&from).unwrap();
-        let synced = files
-            .get(&from)
-            .map_or(0, |&(_, len)| len)
-            .min(content.len() as u64);
-        let extra = tail(&from, &content[synced as usize..]);
+        let seen = files.get(&from).map(|&(_, s)| s);
+        let synced = seen.map_or(0, |s| s.data).min(content.len() as u64);
+        let mut unsynced = &content[synced as usize..];
+        let runway = seen.filter(|s| s.len > s.data).map_or(0, |s| s.len);
+        if runway > synced {
+            // Zeros still at the end of the runway were there at the sync: not pending writes.
+            let zeros = unsynced.iter().rev().take_while(|&&b| b == 0).count();
+            unsynced = &unsynced[..unsynced.len() - zeros];
+        }
+        let extra = tail(&from, unsynced);
         let mut bytes = content[..synced as usize].to_vec();
         bytes.extend_from_slice(&extra);
+        let before_zeros = bytes.len() as u64;
+        // The runway's zeros were durable: the file keeps that length, zeros where nothing
+        // written since reached the disk.
+        if (bytes.len() as u64) < runway {
+            bytes.resize(runway as usize, 0);
+        }
         fs::write(&to, &bytes).unwrap();
         // What the disk holds after the cut is durable as it is, for a later cut of the copy.
-        FILES
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(canonical(&to), (tick(), bytes.len() as u64));
+        FILES.lock().unwrap_or_else(PoisonError::into_inner).insert(
+            canonical(&to),
+            (
+                tick(),
+                Synced {
+                    len: bytes.len() as u64,
+                    data: bytes.len() as u64,
+                },
+            ),
+        );
         out.push(CopiedFile {
             path: to,
             synced,
             tail: extra,
+            zeros: bytes.len() as u64 - before_zeros,
         });
     }
     DIRS.lock()

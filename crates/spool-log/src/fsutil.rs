@@ -57,12 +57,21 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// `fdatasync`: the file's data (and its size) are durable once this returns.
 pub(crate) fn sync_data(f: &File) -> io::Result<()> {
+    sync_segment_data(f, u64::MAX)
+}
+
+/// `fdatasync` of a segment file whose data ended at `data_end` when the caller decided to
+/// sync it: bytes past that are a zeroed runway or later appends. The same system call; the
+/// distinction only tells the power-loss observer which bytes hold data as of the sync.
+pub(crate) fn sync_segment_data(f: &File, data_end: u64) -> io::Result<()> {
     // Length taken before the sync: everything written by then is covered by it.
     #[cfg(test)]
     let (at, len) = (crate::durability::tick(), f.metadata()?.len());
     f.sync_data()?;
     #[cfg(test)]
-    crate::durability::file_synced(f, at, len);
+    crate::durability::file_synced(f, at, len, data_end.min(len));
+    #[cfg(not(test))]
+    let _ = data_end;
     Ok(())
 }
 
@@ -72,7 +81,7 @@ pub(crate) fn sync_all(f: &File) -> io::Result<()> {
     let (at, len) = (crate::durability::tick(), f.metadata()?.len());
     f.sync_all()?;
     #[cfg(test)]
-    crate::durability::file_synced(f, at, len);
+    crate::durability::file_synced(f, at, len, len);
     Ok(())
 }
 

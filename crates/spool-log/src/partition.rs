@@ -11,8 +11,9 @@
 //! `.await`, and the slow parts (CRC, reads, fsync) run outside it.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -22,7 +23,7 @@ use spool_protocol::batch::{
 use spool_protocol::compression::Compression;
 use spool_protocol::records;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::config::LogConfig;
 use crate::error::{io_err, LogError};
@@ -32,8 +33,8 @@ use crate::fsutil::{
 use crate::producer_state::{ProducerStates, Verdict, PRODUCER_ID_EXPIRATION_MS};
 use crate::recovery::{self, CLEAN_SHUTDOWN_FILE, SNAPSHOT_EXT};
 use crate::scan;
-use crate::segment::Segment;
-use crate::sync::{Durable, GroupCommit, SyncJob};
+use crate::segment::{Segment, RUNWAY_BYTES};
+use crate::sync::{Durable, GroupCommit, SyncFile, SyncJob};
 
 /// Result of a successful append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +93,19 @@ pub struct PartitionLog {
     commit: Arc<GroupCommit>,
     log_end: watch::Sender<i64>,
     leader_epoch: AtomicI32,
+    /// Set by the first fsync asked for (acks=all, flush policy): from then on the active
+    /// segment keeps a zeroed runway, so those fsyncs write data, not file growth.
+    keeps_runway: AtomicBool,
+}
+
+/// What a roll leaves for the caller to finish once the partition lock is released.
+#[derive(Default)]
+struct Rolled {
+    /// The producer state as of the new segment's base, to write as a snapshot.
+    snapshot: Option<(i64, Vec<u8>)>,
+    /// The sealed segment's file, when sealing cut its runway off: to fsync, so that no power
+    /// loss brings the zeros back under a segment a clean shutdown will trust.
+    trimmed: Option<Arc<File>>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -135,6 +149,7 @@ impl PartitionLog {
             commit: Arc::new(GroupCommit::new(dir.to_path_buf(), durable)),
             log_end: watch::Sender::new(next_offset),
             leader_epoch: AtomicI32::new(0),
+            keeps_runway: AtomicBool::new(false),
         })
     }
 
@@ -196,7 +211,7 @@ impl PartitionLog {
         }
         set_partition_leader_epoch(&mut batch, self.leader_epoch.load(Ordering::Relaxed));
 
-        let mut snapshot = None;
+        let mut rolled = Rolled::default();
         let (info, flush_due) = {
             self.commit.check_online()?;
             let mut inner = self.lock();
@@ -216,7 +231,7 @@ impl PartitionLog {
             }
             let base_offset = inner.next_offset;
             if self.should_roll(&inner, &config, &header, batch.len(), now_ms) {
-                snapshot = self.roll(&mut inner, now_ms)?;
+                rolled = self.roll(&mut inner, now_ms)?;
             }
             set_base_offset(&mut batch, base_offset);
             header.base_offset = base_offset;
@@ -229,6 +244,14 @@ impl PartitionLog {
                         segment_file(&self.dir, active.base_offset, LOG_EXT),
                     )(e)
                 })?;
+            // Batches as large as the runway would each grow it: their fsyncs gain little from
+            // it and the zeros would double what reaches the disk.
+            if self.keeps_runway.load(Ordering::Relaxed) && batch.len() as u64 <= RUNWAY_BYTES / 8 {
+                if let Err(e) = active.extend_runway() {
+                    // Only a lost speed-up: appends grow the file instead.
+                    debug!(dir = %self.dir.display(), "extending the segment's runway failed: {e}");
+                }
+            }
             inner.producers.record(&header, now_ms);
             inner.next_offset = header.last_offset() + 1;
             inner.unflushed_messages += header.record_count as u64;
@@ -243,9 +266,7 @@ impl PartitionLog {
             };
             (info, flush_due)
         };
-        if let Some((offset, bytes)) = snapshot {
-            self.write_snapshot(offset, &bytes);
-        }
+        self.finish_roll(rolled)?;
         if flush_due {
             self.flush()?;
         }
@@ -272,16 +293,17 @@ impl PartitionLog {
         full || old || offsets_overflow
     }
 
-    /// Seals the active segment and starts a new one at the log end. Returns the producer state
-    /// as of the new segment's base, for the caller to write once the lock is released.
-    fn roll(&self, inner: &mut Inner, now_ms: i64) -> Result<Option<(i64, Vec<u8>)>, LogError> {
+    /// Seals the active segment and starts a new one at the log end. Returns what the caller
+    /// finishes with [`finish_roll`](Self::finish_roll) once the lock is released.
+    fn roll(&self, inner: &mut Inner, now_ms: i64) -> Result<Rolled, LogError> {
         let next = inner.next_offset;
         let active = inner.segments.back_mut().expect("a log has a segment");
         let base = active.base_offset;
-        active.seal(&self.dir).map_err(io_err(
+        let trimmed = active.seal(&self.dir).map_err(io_err(
             "write index",
             segment_file(&self.dir, base, LOG_EXT),
         ))?;
+        let trimmed = trimmed.then(|| Arc::clone(&active.file));
         let seg = Segment::create(&self.dir, next, now_ms).map_err(io_err(
             "create segment",
             segment_file(&self.dir, next, LOG_EXT),
@@ -290,7 +312,31 @@ impl PartitionLog {
         inner.segments_created += 1;
         // As Kafka does at a roll: recovery then replays only from here, and the state outlives
         // the segments retention deletes. Nothing to keep while no producer is known.
-        Ok((inner.producers.len() > 0).then(|| (next, inner.producers.to_snapshot(next))))
+        let snapshot =
+            (inner.producers.len() > 0).then(|| (next, inner.producers.to_snapshot(next)));
+        Ok(Rolled { snapshot, trimmed })
+    }
+
+    /// The part of a roll done without the partition lock: the snapshot, and the fsync that
+    /// makes a cut runway's new length durable (a failure takes the log offline, as any failed
+    /// fsync does).
+    fn finish_roll(&self, rolled: Rolled) -> Result<(), LogError> {
+        if let Some((offset, bytes)) = rolled.snapshot {
+            self.write_snapshot(offset, &bytes);
+        }
+        if let Some(file) = rolled.trimmed {
+            // `end: 0` and generation 0: durability moves by no offset, only this file's length.
+            self.commit.sync_now(SyncJob {
+                files: vec![SyncFile {
+                    file,
+                    data_end: u64::MAX,
+                }],
+                dir: None,
+                end: 0,
+                dir_generation: 0,
+            })?;
+        }
+        Ok(())
     }
 
     /// Writes a roll-time snapshot. A failure only costs a longer replay at the next recovery
@@ -434,6 +480,7 @@ impl PartitionLog {
     /// end mean "everything appended so far". Must be polled inside a Tokio runtime. After a
     /// failed fsync the log is offline: this and appends fail with [`LogError::Offline`].
     pub async fn sync_to(&self, offset: i64) -> Result<(), LogError> {
+        self.keeps_runway.store(true, Ordering::Relaxed);
         let offset = offset.min(*self.log_end.borrow() - 1);
         self.commit
             .sync_to(offset, |durable| self.sync_job(durable))
@@ -448,7 +495,10 @@ impl PartitionLog {
                 .segments
                 .iter()
                 .filter(|s| s.next_offset > durable.end && !s.is_empty())
-                .map(|s| Arc::clone(&s.file))
+                .map(|s| SyncFile {
+                    file: Arc::clone(&s.file),
+                    data_end: s.size,
+                })
                 .collect(),
             dir: (inner.segments_created > durable.dir_generation).then(|| self.dir.clone()),
             end: inner.next_offset,
@@ -458,6 +508,7 @@ impl PartitionLog {
 
     /// Fsyncs everything appended so far, on the calling thread (shutdown, flush policy).
     pub fn flush(&self) -> Result<(), LogError> {
+        self.keeps_runway.store(true, Ordering::Relaxed);
         let durable = self.commit.durable()?;
         let job = self.sync_job(durable);
         self.commit.sync_now(job)
@@ -501,7 +552,7 @@ impl PartitionLog {
     /// never deleted. Returns the number of segments deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let config = self.config();
-        let mut snapshot = None;
+        let mut rolled = Rolled::default();
         let removed: Vec<i64> = {
             let mut inner = self.lock();
             if inner.lifecycle != Lifecycle::Open {
@@ -510,7 +561,7 @@ impl PartitionLog {
             let active = inner.segments.back().expect("a log has a segment");
             if !active.is_empty() && active.time_waited_for_roll(now_ms, now_ms) > config.segment_ms
             {
-                snapshot = self.roll(&mut inner, now_ms)?;
+                rolled = self.roll(&mut inner, now_ms)?;
             }
             let sealed = inner.segments.len() - 1;
             let mut count = 0;
@@ -541,9 +592,7 @@ impl PartitionLog {
             inner.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);
             removed
         };
-        if let Some((offset, bytes)) = snapshot {
-            self.write_snapshot(offset, &bytes);
-        }
+        self.finish_roll(rolled)?;
         if removed.is_empty() {
             return Ok(0);
         }
@@ -587,9 +636,14 @@ impl PartitionLog {
         inner.lifecycle = Lifecycle::Closed;
         let active = inner.segments.back_mut().expect("a log has a segment");
         let path = segment_file(&self.dir, active.base_offset, LOG_EXT);
-        active
+        if active
             .seal(&self.dir)
-            .map_err(io_err("write index", &path))?;
+            .map_err(io_err("write index", &path))?
+        {
+            // The next open trusts the file's length only after a clean shutdown: it must be
+            // the data's, durably, before the marker says so.
+            sync_data(&active.file).map_err(io_err("sync", &path))?;
+        }
         for seg in inner.segments.iter_mut() {
             let path = segment_file(&self.dir, seg.base_offset, LOG_EXT);
             seg.sync_indexes(&self.dir)

@@ -248,6 +248,8 @@ struct Tally {
     batches_compared: u64,
     batches_lost_unacked: u64,
     producers_checked: u64,
+    /// Segment copies ending in the zeros of a durable runway.
+    runway_copies: u64,
 }
 
 async fn run_case(seed: u64, tally: &mut Tally) {
@@ -272,6 +274,7 @@ async fn run_case(seed: u64, tally: &mut Tally) {
         let recovered = PartitionLog::open(&dst, config).unwrap();
         check_recovered(&recovered, &original, expected, &acked, &ctx, tally).await;
         tally.cuts += 1;
+        tally.runway_copies += copied.iter().filter(|c| c.zeros > 0).count() as u64;
         tally.acked_batches += acked.len() as u64;
         tally.batches_lost_unacked += original.range(expected..).count() as u64;
         log.close().unwrap();
@@ -386,7 +389,7 @@ async fn acknowledged_records_survive_power_loss_at_random_cuts() {
     }
     eprintln!("power loss: {tally:?}");
     assert!(
-        tally.acked_batches > 0 && tally.batches_lost_unacked > 0,
+        tally.acked_batches > 0 && tally.batches_lost_unacked > 0 && tally.runway_copies > 0,
         "{tally:?}"
     );
 }

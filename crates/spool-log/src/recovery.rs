@@ -11,11 +11,13 @@
 //! recovered log plus the batches after it (see [`load`]).
 
 use std::collections::VecDeque;
-use std::fs;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{io_err, LogError};
 use crate::fsutil::{
@@ -364,20 +366,50 @@ pub(crate) fn walk_segment(
                 }
             }
             Walk::End => break None,
-            Walk::Invalid { pos, error } => break Some(format!("{error} at byte {pos}")),
+            Walk::Invalid { pos, error } => {
+                if zeros_from(&file, pos, file_len).map_err(io_err("read", path))? {
+                    // The runway of a segment fsynced often (`Segment::extend_runway`): the end
+                    // of the data, not damage.
+                    break None;
+                }
+                break Some(format!("{error} at byte {pos}"));
+            }
         }
     };
-    if let Some(reason) = &stop {
-        warn!(
-            segment = %path.display(),
-            kept_bytes = seg.size,
-            dropped_bytes = file_len - seg.size,
-            "truncating log: {reason}"
-        );
+    if seg.size < file_len {
+        match &stop {
+            None => debug!(
+                segment = %path.display(),
+                kept_bytes = seg.size,
+                zero_bytes = file_len - seg.size,
+                "cutting the zeroed runway off"
+            ),
+            Some(reason) => warn!(
+                segment = %path.display(),
+                kept_bytes = seg.size,
+                dropped_bytes = file_len - seg.size,
+                "truncating log: {reason}"
+            ),
+        }
         file.set_len(seg.size).map_err(io_err("truncate", path))?;
         sync_data(&file).map_err(io_err("sync", path))?;
     }
     Ok(stop.is_none())
+}
+
+/// True when `file[from..len]` holds only zero bytes.
+fn zeros_from(file: &File, from: u64, len: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; (len.saturating_sub(from)).min(RECOVERY_CHUNK as u64) as usize];
+    let mut pos = from;
+    while pos < len {
+        let n = (len - pos).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
 }
 
 fn delete_segments(dir: &Path, bases: &[i64]) -> Result<(), LogError> {

@@ -17,6 +17,13 @@ use crate::index::{OffsetIndex, TimeIndex};
 /// Kafka's "no timestamp".
 pub(crate) const NO_TIMESTAMP: i64 = -1;
 
+/// Zeroed bytes kept ahead of the data of a segment that is fsynced often (see
+/// [`Segment::extend_runway`]).
+pub(crate) const RUNWAY_BYTES: u64 = 1 << 20;
+/// Zeros written per call; a static buffer, so extending allocates nothing.
+const ZERO_CHUNK: usize = 64 << 10;
+static ZEROS: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
+
 /// A segment of a partition log. Only the last segment of a log is appended to.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -24,7 +31,8 @@ pub(crate) struct Segment {
     pub base_offset: i64,
     /// The `.log` file. Shared so reads and fsyncs run without the partition lock.
     pub file: Arc<File>,
-    /// Bytes of whole, valid batches; the file holds nothing else.
+    /// Bytes of whole, valid batches. The file holds nothing else but, past them, zeros up to
+    /// `runway_end` (in the active segment only).
     pub size: u64,
     /// One past the last offset stored; `base_offset` while empty.
     pub next_offset: i64,
@@ -43,6 +51,8 @@ pub(crate) struct Segment {
     last_modified_ms: i64,
     /// Index files were written since they were last fsynced.
     indexes_unsynced: bool,
+    /// The file's length while it has a zeroed runway past `size`; at most `size` otherwise.
+    runway_end: u64,
 }
 
 impl Segment {
@@ -61,6 +71,7 @@ impl Segment {
             created_ms: now_ms,
             last_modified_ms: now_ms,
             indexes_unsynced: false,
+            runway_end: 0,
         }
     }
 
@@ -132,11 +143,51 @@ impl Segment {
     ) -> io::Result<()> {
         if let Err(e) = self.file.write_all_at(batch, self.size) {
             let _ = self.file.set_len(self.size);
+            self.runway_end = 0;
             return Err(e);
         }
         self.track(header, self.size, index_interval);
         self.last_modified_ms = now_ms;
         Ok(())
+    }
+
+    /// Keeps at least half of [`RUNWAY_BYTES`] of zeros written past the data.
+    ///
+    /// Why: an `fdatasync` after an append that grew the file must also write the inode (the
+    /// size changed) and, on ext4, allocate blocks; after an append that overwrote bytes
+    /// already in the file it writes the data alone. Measured on this project's VM (ext4):
+    /// 16 KiB append + fdatasync 150-170 us growing, 80-90 us overwriting zeros. The zeros
+    /// reach the disk with the next fsync, once per half runway. PostgreSQL zero-fills its WAL
+    /// segments for the same reason. Readers never see the zeros (they stop at `size`), sealing
+    /// cuts them off, and recovery takes a zero tail for the end of the data.
+    pub(crate) fn extend_runway(&mut self) -> io::Result<()> {
+        if self.size + RUNWAY_BYTES / 2 <= self.runway_end {
+            return Ok(());
+        }
+        let end = self.size + RUNWAY_BYTES;
+        let mut pos = self.runway_end.max(self.size);
+        while pos < end {
+            let n = (end - pos).min(ZERO_CHUNK as u64) as usize;
+            if let Err(e) = self.file.write_all_at(&ZEROS[..n], pos) {
+                // What was zeroed so far is a valid runway; keep the file at that.
+                self.runway_end = pos;
+                return Err(e);
+            }
+            pos += n as u64;
+        }
+        self.runway_end = end;
+        Ok(())
+    }
+
+    /// Cuts the runway off, leaving the file at the data's length. Returns whether the file
+    /// changed (its new length is durable only after its next fsync).
+    pub(crate) fn trim_runway(&mut self) -> io::Result<bool> {
+        if self.runway_end <= self.size {
+            return Ok(false);
+        }
+        self.file.set_len(self.size)?;
+        self.runway_end = 0;
+        Ok(true)
     }
 
     /// Takes indexes and statistics from the segment's index files, for a sealed segment after
@@ -174,8 +225,11 @@ impl Segment {
     }
 
     /// Completes the time index (its last entry is the segment's maximum) and writes both
-    /// index files; the segment takes no more appends.
-    pub(crate) fn seal(&mut self, dir: &Path) -> io::Result<()> {
+    /// index files; the segment takes no more appends. Cuts off the runway: a sealed segment's
+    /// file holds its data only, as loading after a clean shutdown expects. Returns whether the
+    /// file was cut, so the caller makes that durable before it relies on it.
+    pub(crate) fn seal(&mut self, dir: &Path) -> io::Result<bool> {
+        let trimmed = self.trim_runway()?;
         if self.offset_of_max_timestamp >= 0 {
             self.time_index.maybe_push(
                 self.max_timestamp,
@@ -191,7 +245,7 @@ impl Segment {
             self.time_index.encode(),
         )?;
         self.indexes_unsynced = true;
-        Ok(())
+        Ok(trimmed)
     }
 
     /// Fsyncs index files written since the last call.

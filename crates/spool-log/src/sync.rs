@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 use crate::error::LogError;
-use crate::fsutil::{sync_data, sync_dir};
+use crate::fsutil::{sync_dir, sync_segment_data};
 
 /// How far the log is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,11 +26,19 @@ pub(crate) struct Durable {
     pub dir_generation: u64,
 }
 
+/// A segment file to fsync.
+#[derive(Debug)]
+pub(crate) struct SyncFile {
+    pub file: Arc<File>,
+    /// Bytes of data when the job was captured; past them the file may hold a zeroed runway.
+    pub data_end: u64,
+}
+
 /// What one fsync round must sync, captured from the log when the round is set up.
 #[derive(Debug)]
 pub(crate) struct SyncJob {
     /// Segment files holding data not yet durable.
-    pub files: Vec<Arc<File>>,
+    pub files: Vec<SyncFile>,
     /// The partition directory, when segments were created since it was last synced.
     pub dir: Option<PathBuf>,
     /// Log end offset when captured: durable once the round succeeds.
@@ -42,7 +50,7 @@ pub(crate) struct SyncJob {
 impl SyncJob {
     fn run(&self) -> io::Result<()> {
         for f in &self.files {
-            sync_data(f)?;
+            sync_segment_data(&f.file, f.data_end)?;
         }
         if let Some(dir) = &self.dir {
             sync_dir(dir)?;
@@ -237,7 +245,10 @@ mod tests {
 
     fn job(file: File, end: i64) -> SyncJob {
         SyncJob {
-            files: vec![Arc::new(file)],
+            files: vec![SyncFile {
+                file: Arc::new(file),
+                data_end: u64::MAX,
+            }],
             dir: None,
             end,
             dir_generation: 0,

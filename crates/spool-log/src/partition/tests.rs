@@ -840,3 +840,116 @@ fn shareable_across_tasks() {
     // The broker spawns tasks that await this.
     send(&log.sync_to(0));
 }
+
+#[tokio::test]
+async fn an_fsynced_log_keeps_a_zeroed_runway_that_reads_and_recovery_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(1, 0).len() as u64;
+    let log = open(dir.path(), LogConfig::default());
+    log.append(batch(1, 1000), 0).unwrap();
+    let file = files(dir.path(), "log").pop().unwrap();
+    assert_eq!(
+        fs::metadata(&file).unwrap().len(),
+        one,
+        "no runway before any fsync"
+    );
+    log.sync_to(0).await.unwrap();
+    log.append(batch(1, 1001), 0).unwrap();
+    let len = fs::metadata(&file).unwrap().len();
+    assert_eq!(len, 2 * one + crate::segment::RUNWAY_BYTES);
+    assert!(fs::read(&file).unwrap()[2 * one as usize..]
+        .iter()
+        .all(|&b| b == 0));
+    assert_eq!(ranges(&log.read(0, 1 << 20).unwrap()), vec![(0, 0), (1, 1)]);
+    assert_eq!(ranges(&log.read(1, 1 << 20).unwrap()), vec![(1, 1)]);
+    log.sync_to(1).await.unwrap();
+    drop(log); // a crash: no close
+
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.offsets().log_end_offset, 2);
+    assert_eq!(ranges(&log.read(0, 1 << 20).unwrap()), vec![(0, 0), (1, 1)]);
+    assert_eq!(
+        fs::metadata(&file).unwrap().len(),
+        2 * one,
+        "recovery cut the zeros off"
+    );
+    log.sync_to(1).await.unwrap();
+    log.append(batch(1, 1002), 0).unwrap();
+    assert!(fs::metadata(&file).unwrap().len() > 3 * one);
+    log.close().unwrap();
+    assert_eq!(
+        fs::metadata(&file).unwrap().len(),
+        3 * one,
+        "a clean shutdown leaves the data only"
+    );
+    drop(log);
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(ranges(&log.read(0, 1 << 20).unwrap()).len(), 3);
+    log.close().unwrap();
+}
+
+#[tokio::test]
+async fn a_sealed_segment_whose_runway_came_back_keeps_the_segments_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(1, 0).len() as u64;
+    let config = LogConfig {
+        segment_bytes: 3 * one,
+        index_interval_bytes: 0,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config);
+    for i in 0..7 {
+        let info = log.append(batch(1, 1000 + i), 0).unwrap();
+        log.sync_to(info.last_offset).await.unwrap();
+    }
+    let segments = files(dir.path(), "log");
+    assert_eq!(segments.len(), 3);
+    for sealed in &segments[..2] {
+        assert_eq!(
+            fs::metadata(sealed).unwrap().len(),
+            3 * one,
+            "sealing cuts the runway"
+        );
+    }
+    drop(log);
+    // A power loss before the cut's fsync: the sealed segment's zeros are back. Recovery must
+    // not take them for a torn tail and drop everything after it.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&segments[0])
+        .unwrap()
+        .set_len(3 * one + 4096)
+        .unwrap();
+    let log = open(dir.path(), config);
+    assert_eq!(log.offsets().log_end_offset, 7);
+    assert_eq!(log.segment_count(), 3);
+    assert_eq!(fs::metadata(&segments[0]).unwrap().len(), 3 * one);
+    let mut all = Vec::new();
+    let mut at = 0;
+    while at < 7 {
+        let got = ranges(&log.read(at, 1 << 20).unwrap());
+        at = got.last().unwrap().1 + 1;
+        all.extend(got);
+    }
+    assert_eq!(all, (0..7).map(|o| (o, o)).collect::<Vec<_>>());
+    log.close().unwrap();
+}
+
+#[tokio::test]
+async fn batches_as_large_as_the_runway_get_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    let big = BatchSpec {
+        records: 1,
+        value_len: (crate::segment::RUNWAY_BYTES / 4) as usize,
+        ..BatchSpec::default()
+    }
+    .build();
+    let len = big.len() as u64;
+    log.append(big.clone(), 0).unwrap();
+    log.sync_to(0).await.unwrap();
+    log.append(big, 0).unwrap();
+    let file = files(dir.path(), "log").pop().unwrap();
+    assert_eq!(fs::metadata(&file).unwrap().len(), 2 * len);
+    log.close().unwrap();
+}
