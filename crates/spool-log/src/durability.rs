@@ -169,6 +169,8 @@ fn copy_dir(
         let runway = seen.filter(|s| s.len > s.data).map_or(0, |s| s.len);
         if runway > synced {
             // Zeros still at the end of the runway were there at the sync: not pending writes.
+            // (This also drops a last batch's own trailing zero bytes, so such a batch never
+            // survives whole: pessimistic, and only for bytes no sync covered.)
             let zeros = unsynced.iter().rev().take_while(|&&b| b == 0).count();
             unsynced = &unsynced[..unsynced.len() - zeros];
         }

@@ -55,7 +55,9 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `fdatasync`: the file's data (and its size) are durable once this returns.
+/// `fdatasync`: the file's data (and its size) are durable once this returns. For the
+/// power-loss observer every byte of the file is data: a segment with a runway is synced with
+/// [`sync_segment_data`] instead.
 pub(crate) fn sync_data(f: &File) -> io::Result<()> {
     sync_segment_data(f, u64::MAX)
 }

@@ -103,9 +103,10 @@ pub struct PartitionLog {
 struct Rolled {
     /// The producer state as of the new segment's base, to write as a snapshot.
     snapshot: Option<(i64, Vec<u8>)>,
-    /// The sealed segment's file, when sealing cut its runway off: to fsync, so that no power
-    /// loss brings the zeros back under a segment a clean shutdown will trust.
-    trimmed: Option<Arc<File>>,
+    /// The sealed segment (file, data size, base offset) when it has a runway to cut off, and
+    /// that cut to fsync, so that no power loss brings the zeros back under a segment a clean
+    /// shutdown will trust. Done outside the lock: `ftruncate` may wait for write-back.
+    trim: Option<(Arc<File>, u64, i64)>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -236,18 +237,16 @@ impl PartitionLog {
             set_base_offset(&mut batch, base_offset);
             header.base_offset = base_offset;
             let active = inner.segments.back_mut().expect("a log has a segment");
-            active
-                .append(&batch, &header, config.index_interval_bytes, now_ms)
-                .map_err(|e| {
-                    io_err(
-                        "write",
-                        segment_file(&self.dir, active.base_offset, LOG_EXT),
-                    )(e)
-                })?;
+            if let Err(e) = active.append(&batch, &header, config.index_interval_bytes, now_ms) {
+                let path = segment_file(&self.dir, active.base_offset, LOG_EXT);
+                drop(inner);
+                self.finish_roll(rolled);
+                return Err(io_err("write", path)(e));
+            }
             // Batches as large as the runway would each grow it: their fsyncs gain little from
             // it and the zeros would double what reaches the disk.
             if self.keeps_runway.load(Ordering::Relaxed) && batch.len() as u64 <= RUNWAY_BYTES / 8 {
-                if let Err(e) = active.extend_runway() {
+                if let Err(e) = active.extend_runway(config.effective_segment_bytes()) {
                     // Only a lost speed-up: appends grow the file instead.
                     debug!(dir = %self.dir.display(), "extending the segment's runway failed: {e}");
                 }
@@ -266,7 +265,7 @@ impl PartitionLog {
             };
             (info, flush_due)
         };
-        self.finish_roll(rolled)?;
+        self.finish_roll(rolled);
         if flush_due {
             self.flush()?;
         }
@@ -299,11 +298,13 @@ impl PartitionLog {
         let next = inner.next_offset;
         let active = inner.segments.back_mut().expect("a log has a segment");
         let base = active.base_offset;
-        let trimmed = active.seal(&self.dir).map_err(io_err(
+        active.seal(&self.dir).map_err(io_err(
             "write index",
             segment_file(&self.dir, base, LOG_EXT),
         ))?;
-        let trimmed = trimmed.then(|| Arc::clone(&active.file));
+        let trim = active
+            .has_runway()
+            .then(|| (Arc::clone(&active.file), active.size, base));
         let seg = Segment::create(&self.dir, next, now_ms).map_err(io_err(
             "create segment",
             segment_file(&self.dir, next, LOG_EXT),
@@ -314,29 +315,41 @@ impl PartitionLog {
         // the segments retention deletes. Nothing to keep while no producer is known.
         let snapshot =
             (inner.producers.len() > 0).then(|| (next, inner.producers.to_snapshot(next)));
-        Ok(Rolled { snapshot, trimmed })
+        Ok(Rolled { snapshot, trim })
     }
 
-    /// The part of a roll done without the partition lock: the snapshot, and the fsync that
-    /// makes a cut runway's new length durable (a failure takes the log offline, as any failed
-    /// fsync does).
-    fn finish_roll(&self, rolled: Rolled) -> Result<(), LogError> {
+    /// The part of a roll done without the partition lock: the snapshot, and cutting the
+    /// sealed segment's runway off durably. Failures are logged, not returned: the batch that
+    /// caused the roll is already written. A failed fsync takes the log offline, as always; a
+    /// cut left undone is redone by `close`, and recovery takes the zeros for the data's end.
+    fn finish_roll(&self, rolled: Rolled) {
         if let Some((offset, bytes)) = rolled.snapshot {
             self.write_snapshot(offset, &bytes);
         }
-        if let Some(file) = rolled.trimmed {
-            // `end: 0` and generation 0: durability moves by no offset, only this file's length.
-            self.commit.sync_now(SyncJob {
-                files: vec![SyncFile {
-                    file,
-                    data_end: u64::MAX,
-                }],
-                dir: None,
-                end: 0,
-                dir_generation: 0,
-            })?;
+        let Some((file, size, base)) = rolled.trim else {
+            return;
+        };
+        if let Err(e) = file.set_len(size) {
+            let path = segment_file(&self.dir, base, LOG_EXT);
+            warn!(segment = %path.display(), "cutting the runway off a sealed segment failed: {e}");
+            return;
         }
-        Ok(())
+        // `end: 0` and generation 0: durability moves by no offset, only this file's length.
+        let job = SyncJob {
+            files: vec![SyncFile {
+                file,
+                data_end: size,
+            }],
+            dir: None,
+            end: 0,
+            dir_generation: 0,
+        };
+        if self.commit.sync_now(job).is_ok() {
+            let mut inner = self.lock();
+            if let Some(seg) = inner.segments.iter_mut().find(|s| s.base_offset == base) {
+                seg.runway_trimmed();
+            }
+        }
     }
 
     /// Writes a roll-time snapshot. A failure only costs a longer replay at the next recovery
@@ -592,7 +605,7 @@ impl PartitionLog {
             inner.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);
             removed
         };
-        self.finish_roll(rolled)?;
+        self.finish_roll(rolled);
         if removed.is_empty() {
             return Ok(0);
         }
@@ -634,16 +647,19 @@ impl PartitionLog {
             }
         }
         inner.lifecycle = Lifecycle::Closed;
+        // After a clean shutdown the next open takes a sealed segment's length for its data's:
+        // every runway (the active one, and any a roll has not cut durably yet) goes, durably,
+        // before the marker says so.
+        for seg in inner.segments.iter_mut().filter(|s| s.has_runway()) {
+            let path = segment_file(&self.dir, seg.base_offset, LOG_EXT);
+            seg.trim_runway().map_err(io_err("truncate", &path))?;
+            sync_data(&seg.file).map_err(io_err("sync", &path))?;
+        }
         let active = inner.segments.back_mut().expect("a log has a segment");
         let path = segment_file(&self.dir, active.base_offset, LOG_EXT);
-        if active
+        active
             .seal(&self.dir)
-            .map_err(io_err("write index", &path))?
-        {
-            // The next open trusts the file's length only after a clean shutdown: it must be
-            // the data's, durably, before the marker says so.
-            sync_data(&active.file).map_err(io_err("sync", &path))?;
-        }
+            .map_err(io_err("write index", &path))?;
         for seg in inner.segments.iter_mut() {
             let path = segment_file(&self.dir, seg.base_offset, LOG_EXT);
             seg.sync_indexes(&self.dir)

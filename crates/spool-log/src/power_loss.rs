@@ -89,10 +89,17 @@ fn random_tail(rng: &Mutex<Rng>) -> impl FnMut(&Path, &[u8]) -> Vec<u8> + '_ {
         if unsynced.is_empty() {
             return tail;
         }
-        let kind = rng.range(0, 4);
+        let kind = rng.range(0, 8);
         if kind & 1 == 1 {
             let n = rng.range(0, unsynced.len() as u64 + 1) as usize;
             tail.extend_from_slice(&unsynced[..n]);
+            // Pages written back out of order: over allocated blocks (a runway) nothing keeps
+            // later pages from reaching the disk before earlier ones, which read back as zeros.
+            if kind & 4 == 4 && n > 0 {
+                let from = rng.range(0, n as u64) as usize;
+                let to = rng.range(from as u64, n as u64 + 1) as usize;
+                tail[from..to].fill(0);
+            }
         }
         if kind & 2 == 2 {
             for _ in 0..rng.range(1, 80) {

@@ -25,7 +25,7 @@ use crate::fsutil::{
     TIME_INDEX_EXT,
 };
 use crate::producer_state::ProducerStates;
-use crate::scan::{BatchWalker, Walk, RECOVERY_CHUNK};
+use crate::scan::{BatchWalker, Walk, RECOVERY_CHUNK, SEARCH_CHUNK};
 use crate::segment::Segment;
 
 /// Written by `close` after everything else is durable.
@@ -208,11 +208,13 @@ fn load_after_clean_shutdown(
         let mut seg = Segment::open(dir, base, now_ms).map_err(io_err("open", &path))?;
         match bases.get(i + 1) {
             Some(&next) => {
-                if !seg
+                let loaded = seg
                     .load_indexes(dir, next)
                     .map_err(io_err("read index", &path))?
-                {
+                    && tail_is_whole(&seg).map_err(io_err("read", &path))?;
+                if !loaded {
                     info!(segment = %path.display(), "rebuilding missing or invalid index");
+                    seg = Segment::open(dir, base, now_ms).map_err(io_err("open", &path))?;
                     if !walk_segment(&mut seg, &path, index_interval, None, now_ms)?
                         || seg.next_offset != next
                     {
@@ -395,6 +397,23 @@ pub(crate) fn walk_segment(
         sync_data(&file).map_err(io_err("sync", path))?;
     }
     Ok(stop.is_none())
+}
+
+/// True when the batches from a loaded sealed segment's last index entry end exactly at its
+/// size, the last one just below the next segment's base. A crash can leave a zero runway
+/// that a roll had cut but not yet made durable; the clean-shutdown path must not take it for
+/// data (close cuts every runway durably, so this is a second line of defence).
+fn tail_is_whole(seg: &Segment) -> io::Result<bool> {
+    let start = u64::from(seg.index.lookup(u32::MAX));
+    let mut walker = BatchWalker::new(&seg.file, start, seg.size, SEARCH_CHUNK, false);
+    let mut last = None;
+    loop {
+        match walker.next_batch()? {
+            Walk::Batch { header, .. } => last = Some(header.last_offset()),
+            Walk::End => return Ok(last.map_or(seg.size == 0, |l| l + 1 == seg.next_offset)),
+            Walk::Invalid { .. } => return Ok(false),
+        }
+    }
 }
 
 /// True when `file[from..len]` holds only zero bytes.

@@ -20,6 +20,12 @@ pub(crate) const NO_TIMESTAMP: i64 = -1;
 /// Zeroed bytes kept ahead of the data of a segment that is fsynced often (see
 /// [`Segment::extend_runway`]).
 pub(crate) const RUNWAY_BYTES: u64 = 1 << 20;
+/// Most zeros one append writes, so the partition lock is never held for long. Not smaller:
+/// the fsync that first covers new zeros past the file's old end pays for the growth once, and
+/// with 64 KiB top-ups (one such fsync per four 16 KiB batches) most of the gain was gone.
+const RUNWAY_TOP_UP: u64 = 256 << 10;
+/// `runway_end` when a failed write left the file's length unknown: cut it back to the data.
+const UNKNOWN_LENGTH: u64 = u64::MAX;
 /// Zeros written per call; a static buffer, so extending allocates nothing.
 const ZERO_CHUNK: usize = 64 << 10;
 static ZEROS: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
@@ -51,7 +57,8 @@ pub(crate) struct Segment {
     last_modified_ms: i64,
     /// Index files were written since they were last fsynced.
     indexes_unsynced: bool,
-    /// The file's length while it has a zeroed runway past `size`; at most `size` otherwise.
+    /// How long the file may be: past `size`, zeros up to here (a runway) when it is greater;
+    /// [`UNKNOWN_LENGTH`] after a failed write. At most `size` when the file holds data only.
     runway_end: u64,
 }
 
@@ -142,8 +149,10 @@ impl Segment {
         now_ms: i64,
     ) -> io::Result<()> {
         if let Err(e) = self.file.write_all_at(batch, self.size) {
-            let _ = self.file.set_len(self.size);
-            self.runway_end = 0;
+            self.runway_end = match self.file.set_len(self.size) {
+                Ok(()) => 0,
+                Err(_) => UNKNOWN_LENGTH,
+            };
             return Err(e);
         }
         self.track(header, self.size, index_interval);
@@ -151,43 +160,55 @@ impl Segment {
         Ok(())
     }
 
-    /// Keeps at least half of [`RUNWAY_BYTES`] of zeros written past the data.
+    /// Keeps zeros written past the data: tops them up, by at most [`RUNWAY_TOP_UP`] per call,
+    /// towards [`RUNWAY_BYTES`] (never past `limit`, the segment's size) whenever fewer than
+    /// half of them are left.
     ///
     /// Why: an `fdatasync` after an append that grew the file must also write the inode (the
     /// size changed) and, on ext4, allocate blocks; after an append that overwrote bytes
     /// already in the file it writes the data alone. Measured on this project's VM (ext4):
     /// 16 KiB append + fdatasync 150-170 us growing, 80-90 us overwriting zeros. The zeros
-    /// reach the disk with the next fsync, once per half runway. PostgreSQL zero-fills its WAL
-    /// segments for the same reason. Readers never see the zeros (they stop at `size`), sealing
-    /// cuts them off, and recovery takes a zero tail for the end of the data.
-    pub(crate) fn extend_runway(&mut self) -> io::Result<()> {
-        if self.size + RUNWAY_BYTES / 2 <= self.runway_end {
+    /// reach the disk with the next fsync. PostgreSQL zero-fills its WAL segments for the same
+    /// reason. Readers never see the zeros (they stop at `size`), a roll or a close cuts them
+    /// off, and recovery takes a zero tail for the end of the data.
+    pub(crate) fn extend_runway(&mut self, limit: u64) -> io::Result<()> {
+        if self.runway_end == UNKNOWN_LENGTH || self.runway_end >= self.size + RUNWAY_BYTES / 2 {
             return Ok(());
         }
-        let end = self.size + RUNWAY_BYTES;
-        let mut pos = self.runway_end.max(self.size);
-        while pos < end {
-            let n = (end - pos).min(ZERO_CHUNK as u64) as usize;
+        let from = self.runway_end.max(self.size);
+        let to = (from + RUNWAY_TOP_UP)
+            .min(self.size + RUNWAY_BYTES)
+            .min(limit);
+        let mut pos = from;
+        while pos < to {
+            let n = (to - pos).min(ZERO_CHUNK as u64) as usize;
             if let Err(e) = self.file.write_all_at(&ZEROS[..n], pos) {
-                // What was zeroed so far is a valid runway; keep the file at that.
-                self.runway_end = pos;
+                // A short write may have grown the file: only a cut makes its length known.
+                self.runway_end = UNKNOWN_LENGTH;
                 return Err(e);
             }
             pos += n as u64;
         }
-        self.runway_end = end;
+        self.runway_end = self.runway_end.max(to);
         Ok(())
     }
 
-    /// Cuts the runway off, leaving the file at the data's length. Returns whether the file
-    /// changed (its new length is durable only after its next fsync).
-    pub(crate) fn trim_runway(&mut self) -> io::Result<bool> {
-        if self.runway_end <= self.size {
-            return Ok(false);
-        }
+    /// True when the file may be longer than the data.
+    pub(crate) fn has_runway(&self) -> bool {
+        self.runway_end > self.size
+    }
+
+    /// Cuts the file back to the data's length (durable only after its next fsync).
+    pub(crate) fn trim_runway(&mut self) -> io::Result<()> {
         self.file.set_len(self.size)?;
         self.runway_end = 0;
-        Ok(true)
+        Ok(())
+    }
+
+    /// Records that a cut made without `&mut self` (after a roll, outside the partition lock)
+    /// is durable.
+    pub(crate) fn runway_trimmed(&mut self) {
+        self.runway_end = 0;
     }
 
     /// Takes indexes and statistics from the segment's index files, for a sealed segment after
@@ -225,11 +246,9 @@ impl Segment {
     }
 
     /// Completes the time index (its last entry is the segment's maximum) and writes both
-    /// index files; the segment takes no more appends. Cuts off the runway: a sealed segment's
-    /// file holds its data only, as loading after a clean shutdown expects. Returns whether the
-    /// file was cut, so the caller makes that durable before it relies on it.
-    pub(crate) fn seal(&mut self, dir: &Path) -> io::Result<bool> {
-        let trimmed = self.trim_runway()?;
+    /// index files; the segment takes no more appends. A runway stays: the caller cuts it (see
+    /// [`has_runway`](Self::has_runway)) and makes the cut durable before a clean shutdown.
+    pub(crate) fn seal(&mut self, dir: &Path) -> io::Result<()> {
         if self.offset_of_max_timestamp >= 0 {
             self.time_index.maybe_push(
                 self.max_timestamp,
@@ -245,7 +264,7 @@ impl Segment {
             self.time_index.encode(),
         )?;
         self.indexes_unsynced = true;
-        Ok(trimmed)
+        Ok(())
     }
 
     /// Fsyncs index files written since the last call.
@@ -325,6 +344,46 @@ mod tests {
         assert_eq!(seg.index.lookup(2), 2 * one as u32);
         assert_eq!((seg.max_timestamp, seg.offset_of_max_timestamp), (60, 102));
         assert_eq!(seg.time_waited_for_roll(0, 1_050), 1_000);
+    }
+
+    #[test]
+    fn the_runway_grows_by_bounded_top_ups_within_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = |seg: &Segment| seg.file.metadata().unwrap().len();
+        let mut seg = Segment::create(dir.path(), 0, 0).unwrap();
+        append(&mut seg, 1, 0, 0);
+        let size = seg.size;
+        assert!(!seg.has_runway());
+        seg.extend_runway(u64::MAX).unwrap();
+        assert_eq!(len(&seg), size + RUNWAY_TOP_UP);
+        seg.extend_runway(u64::MAX).unwrap();
+        assert_eq!(len(&seg), size + 2 * RUNWAY_TOP_UP);
+        seg.extend_runway(u64::MAX).unwrap();
+        assert_eq!(
+            len(&seg),
+            size + RUNWAY_BYTES / 2,
+            "half a runway left: enough"
+        );
+        append(&mut seg, 1, 0, 0);
+        assert_eq!(
+            len(&seg),
+            size + RUNWAY_BYTES / 2,
+            "the batch overwrote zeros"
+        );
+        let data = fs::read(segment_file(dir.path(), 0, LOG_EXT)).unwrap();
+        assert!(data[seg.size as usize..].iter().all(|&b| b == 0));
+        seg.trim_runway().unwrap();
+        assert_eq!(len(&seg), seg.size);
+        assert!(!seg.has_runway());
+
+        let mut small = Segment::create(dir.path(), 100, 0).unwrap();
+        append(&mut small, 1, 0, 0);
+        small.extend_runway(small.size + 1000).unwrap();
+        assert_eq!(
+            len(&small),
+            small.size + 1000,
+            "never past the segment's size"
+        );
     }
 
     #[test]
