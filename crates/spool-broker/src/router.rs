@@ -106,23 +106,14 @@ pub(crate) async fn dispatch(
             ResponseKind::Metadata(handlers::metadata::handle(state, req, v))
         }
         RequestKind::Produce(req) => {
-            // Appended now, in request order; the durability wait runs while the connection
-            // reads on. An acks=all wait starts now, not when the answer's turn comes (answers
-            // go out in order): a pipelined request can join the next fsync round while earlier
-            // answers are still being written.
+            // Appended now, in request order, and an acks=all request's fsync started now, not
+            // when the answer's turn comes (answers go out in order): a pipelined request joins
+            // the next fsync round while earlier answers are still being written. The writer
+            // awaits the fsync only when it reaches this answer.
             let appended = handlers::produce::begin(state, req, v);
-            if !appended.must_sync() {
-                return Reply::Later(Box::pin(
-                    async move { produce_reply(appended.finish().await) },
-                ));
-            }
-            let task = tokio::spawn(appended.finish());
-            return Reply::Later(Box::pin(async move {
-                match task.await {
-                    Ok(outcome) => produce_reply(outcome),
-                    Err(_) => Reply::Close("the acks=all durability wait failed"),
-                }
-            }));
+            return Reply::Later(Box::pin(
+                async move { produce_reply(appended.finish().await) },
+            ));
         }
         RequestKind::Fetch(req) => {
             ResponseKind::Fetch(handlers::fetch::handle(state, req, v).await)

@@ -89,7 +89,8 @@ struct Inner {
 pub struct PartitionLog {
     dir: PathBuf,
     config: RwLock<LogConfig>,
-    inner: Mutex<Inner>,
+    /// Shared with the group commit, which captures what each fsync round must cover.
+    inner: Arc<Mutex<Inner>>,
     commit: Arc<GroupCommit>,
     log_end: watch::Sender<i64>,
     leader_epoch: AtomicI32,
@@ -134,20 +135,25 @@ impl PartitionLog {
             end: next_offset,
             dir_generation: 0,
         };
+        let inner = Arc::new(Mutex::new(Inner {
+            lifecycle: Lifecycle::Open,
+            segments,
+            log_start_offset,
+            next_offset,
+            producers,
+            unflushed_messages: 0,
+            last_flush_ms: now,
+            segments_created: 0,
+        }));
+        let make_job = {
+            let (inner, dir) = (Arc::clone(&inner), dir.to_path_buf());
+            Box::new(move |durable| sync_job(&inner, &dir, durable))
+        };
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             config: RwLock::new(config),
-            inner: Mutex::new(Inner {
-                lifecycle: Lifecycle::Open,
-                segments,
-                log_start_offset,
-                next_offset,
-                producers,
-                unflushed_messages: 0,
-                last_flush_ms: now,
-                segments_created: 0,
-            }),
-            commit: Arc::new(GroupCommit::new(dir.to_path_buf(), durable)),
+            inner,
+            commit: Arc::new(GroupCommit::new(dir.to_path_buf(), durable, make_job)),
             log_end: watch::Sender::new(next_offset),
             leader_epoch: AtomicI32::new(0),
             keeps_runway: AtomicBool::new(false),
@@ -155,9 +161,7 @@ impl PartitionLog {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every update under this lock is ordered so that a panic midway leaves a usable log
-        // (at worst an index entry short), so a poisoned lock is taken over, not propagated.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     /// The partition directory.
@@ -495,30 +499,51 @@ impl PartitionLog {
     pub async fn sync_to(&self, offset: i64) -> Result<(), LogError> {
         self.keeps_runway.store(true, Ordering::Relaxed);
         let offset = offset.min(*self.log_end.borrow() - 1);
-        self.commit
-            .sync_to(offset, |durable| self.sync_job(durable))
-            .await
+        self.commit.sync_to(offset).await
+    }
+
+    /// Starts making every record up to `offset` durable, without waiting: the fsync rounds
+    /// go on whether or not anyone polls [`sync_to`](Self::sync_to) meanwhile, which then only
+    /// waits. Lets the broker start an acks=all request's fsync as it appends, and await it
+    /// only when the answer's turn comes. Must be called inside a Tokio runtime.
+    pub fn start_sync(&self, offset: i64) {
+        self.keeps_runway.store(true, Ordering::Relaxed);
+        let offset = offset.min(*self.log_end.borrow() - 1);
+        self.commit.kick(offset);
     }
 
     /// What an fsync must cover to make the current log end durable.
     fn sync_job(&self, durable: Durable) -> SyncJob {
-        let inner = self.lock();
-        SyncJob {
-            files: inner
-                .segments
-                .iter()
-                .filter(|s| s.next_offset > durable.end && !s.is_empty())
-                .map(|s| SyncFile {
-                    file: Arc::clone(&s.file),
-                    data_end: s.size,
-                })
-                .collect(),
-            dir: (inner.segments_created > durable.dir_generation).then(|| self.dir.clone()),
-            end: inner.next_offset,
-            dir_generation: inner.segments_created,
-        }
+        sync_job(&self.inner, &self.dir, durable)
     }
+}
 
+/// The partition lock. Every update under it is ordered so that a panic midway leaves a usable
+/// log (at worst an index entry short), so a poisoned lock is taken over, not propagated.
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What an fsync must cover to make the log end as of now durable, given what already is.
+fn sync_job(inner: &Mutex<Inner>, dir: &Path, durable: Durable) -> SyncJob {
+    let inner = lock(inner);
+    SyncJob {
+        files: inner
+            .segments
+            .iter()
+            .filter(|s| s.next_offset > durable.end && !s.is_empty())
+            .map(|s| SyncFile {
+                file: Arc::clone(&s.file),
+                data_end: s.size,
+            })
+            .collect(),
+        dir: (inner.segments_created > durable.dir_generation).then(|| dir.to_path_buf()),
+        end: inner.next_offset,
+        dir_generation: inner.segments_created,
+    }
+}
+
+impl PartitionLog {
     /// Fsyncs everything appended so far, on the calling thread (shutdown, flush policy).
     pub fn flush(&self) -> Result<(), LogError> {
         self.keeps_runway.store(true, Ordering::Relaxed);
@@ -757,8 +782,7 @@ fn validate(batch: &[u8], config: &LogConfig) -> Result<BatchHeader, LogError> {
 
 impl Drop for PartitionLog {
     fn drop(&mut self) {
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if inner.lifecycle == Lifecycle::Open {
+        if self.lock().lifecycle == Lifecycle::Open {
             // Not an error: the next open recovers. Worth knowing in production logs though.
             warn!(dir = %self.dir.display(), "partition log dropped without close");
         }

@@ -1,10 +1,13 @@
 //! Group commit: many callers waiting for durability share one fsync.
 //!
 //! At most one fsync round runs at a time, on a blocking thread. A caller whose offset is not
-//! yet durable starts a round if none runs, else waits for the running one to end and checks
-//! again; the next round covers everything appended before it started, so everyone who arrived
-//! during a round is served by at most one more. The round itself updates the shared state when
-//! it ends, so a caller that stops waiting (a cancelled request) cannot wedge the others.
+//! yet durable asks for it ([`GroupCommit::kick`], which returns at once) and waits. Asking
+//! starts a chain of rounds on a blocking thread if none runs; each round covers everything
+//! appended before it started, and the chain runs another while anyone asked for an offset the
+//! last round did not cover, so everyone who asked during a round is served by at most one more.
+//! No waiter has to be polled for rounds to go on: the broker asks as it appends and awaits the
+//! answer only when the answer's turn comes. The chain updates the shared state itself, so a
+//! caller that stops waiting (a cancelled request) cannot wedge the others.
 
 use std::fs::File;
 use std::io;
@@ -62,12 +65,18 @@ impl SyncJob {
 #[derive(Debug)]
 struct State {
     durable: Durable,
+    /// A chain of rounds is running.
     running: bool,
+    /// Highest offset asked for; the chain goes on until it is durable.
+    wanted: i64,
     failed: Option<String>,
 }
 
+/// Captures what a round must sync (takes the log's lock): called by the chain before each
+/// round, with the durability as of then.
+pub(crate) type JobSource = Box<dyn Fn(Durable) -> SyncJob + Send + Sync>;
+
 /// The group-commit state of one partition log.
-#[derive(Debug)]
 pub(crate) struct GroupCommit {
     /// Partition directory, for error messages.
     path: PathBuf,
@@ -76,6 +85,7 @@ pub(crate) struct GroupCommit {
     rounds: AtomicU64,
     /// Mirrors `failed.is_some()` so appends can check it without the lock.
     offline: AtomicBool,
+    make_job: JobSource,
     /// Test hook: holds the next round until released, to observe callers arriving meanwhile.
     #[cfg(test)]
     pub(crate) gate: Mutex<Option<TestGate>>,
@@ -85,18 +95,30 @@ pub(crate) struct GroupCommit {
 #[cfg(test)]
 pub(crate) type TestGate = (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
 
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("path", &self.path)
+            .field("state", &self.state)
+            .field("rounds", &self.rounds)
+            .finish_non_exhaustive()
+    }
+}
+
 impl GroupCommit {
-    pub(crate) fn new(path: PathBuf, durable: Durable) -> Self {
+    pub(crate) fn new(path: PathBuf, durable: Durable, make_job: JobSource) -> Self {
         GroupCommit {
             path,
             state: Mutex::new(State {
                 durable,
                 running: false,
+                wanted: -1,
                 failed: None,
             }),
             notify: Notify::new(),
             rounds: AtomicU64::new(0),
             offline: AtomicBool::new(false),
+            make_job,
             #[cfg(test)]
             gate: Mutex::new(None),
         }
@@ -136,15 +158,44 @@ impl GroupCommit {
         self.rounds.load(Ordering::Relaxed)
     }
 
-    /// Resolves once `offset` is durable. `make_job` captures what to sync; it is called
-    /// without this state's lock held, by the caller that starts a round.
-    pub(crate) async fn sync_to(
-        self: &Arc<Self>,
-        offset: i64,
-        make_job: impl Fn(Durable) -> SyncJob,
-    ) -> Result<(), LogError> {
+    /// Asks for `offset` to become durable and returns at once: starts a chain of rounds on a
+    /// blocking thread unless one runs (it will run another round for this offset if the
+    /// current one does not cover it). Must be called inside a Tokio runtime.
+    pub(crate) fn kick(self: &Arc<Self>, offset: i64) {
+        let start = {
+            let mut s = self.lock();
+            if s.failed.is_some() || s.durable.end > offset {
+                return;
+            }
+            self.ask(&mut s, offset)
+        };
+        if start {
+            self.start_chain();
+        }
+    }
+
+    /// Records the wish for `offset` and claims the chain if none runs (true: the caller must
+    /// start it, without awaiting anything first).
+    fn ask(&self, s: &mut State, offset: i64) -> bool {
+        s.wanted = s.wanted.max(offset);
+        let start = !s.running;
+        s.running = true;
+        start
+    }
+
+    fn start_chain(self: &Arc<Self>) {
+        let chain = Chain {
+            commit: Arc::clone(self),
+            done: false,
+        };
+        // If the runtime drops the closure unrun, `Chain`'s drop clears `running`.
+        tokio::task::spawn_blocking(move || chain.run());
+    }
+
+    /// Resolves once `offset` is durable, asking for it first (see [`kick`](Self::kick)).
+    pub(crate) async fn sync_to(self: &Arc<Self>, offset: i64) -> Result<(), LogError> {
         loop {
-            let (notified, lead) = {
+            let (notified, start) = {
                 let mut s = self.lock();
                 if let Some(reason) = &s.failed {
                     return Err(self.offline(reason));
@@ -155,20 +206,10 @@ impl GroupCommit {
                 // Created under the lock, before the running round can finish: it is registered
                 // for the `notify_waiters` that ends the round.
                 let notified = self.notify.notified();
-                let lead = (!s.running).then_some(s.durable);
-                s.running = true;
-                (notified, lead)
+                (notified, self.ask(&mut s, offset))
             };
-            if let Some(durable) = lead {
-                // Only the leader captures a job (it takes the log's lock), so waiters do not
-                // contend with appends. No await between claiming the round and spawning it.
-                let round = Round {
-                    commit: Arc::clone(self),
-                    job: make_job(durable),
-                    done: false,
-                };
-                // If the runtime drops the closure unrun, `Round`'s drop clears `running`.
-                tokio::task::spawn_blocking(move || round.run());
+            if start {
+                self.start_chain();
             }
             notified.await;
         }
@@ -184,12 +225,11 @@ impl GroupCommit {
         result.map_err(|e| self.offline(&e.to_string()))
     }
 
-    fn record(&self, job: &SyncJob, result: &io::Result<()>, ends_round: bool) {
-        {
+    /// Records a round's result and wakes the waiters. For a chain's round (`chained`), also
+    /// decides whether the chain runs another: true while an offset asked for is not durable.
+    fn record(&self, job: &SyncJob, result: &io::Result<()>, chained: bool) -> bool {
+        let more = {
             let mut s = self.lock();
-            if ends_round {
-                s.running = false;
-            }
             match result {
                 Ok(()) => {
                     s.durable.end = s.durable.end.max(job.end);
@@ -201,36 +241,49 @@ impl GroupCommit {
                     self.offline.store(true, Ordering::Release);
                 }
             }
-        }
+            let more = chained && s.failed.is_none() && s.wanted >= s.durable.end;
+            if chained && !more {
+                s.running = false;
+            }
+            more
+        };
         self.rounds.fetch_add(1, Ordering::Relaxed);
         self.notify.notify_waiters();
+        more
     }
 }
 
-/// One asynchronous round, run on a blocking thread.
-struct Round {
+/// A chain of rounds, run on a blocking thread: one thread wake-up for a stream of rounds.
+struct Chain {
     commit: Arc<GroupCommit>,
-    job: SyncJob,
     done: bool,
 }
 
-impl Round {
+impl Chain {
     fn run(mut self) {
-        #[cfg(test)]
-        {
-            let gate = self.commit.gate.lock().unwrap().take();
-            if let Some((started, release)) = gate {
-                let _ = started.send(());
-                let _ = release.recv();
+        loop {
+            // Read without holding the state's lock while the job takes the log's: appends
+            // and `close` take the log's lock first.
+            let durable = self.commit.lock().durable;
+            let job = (self.commit.make_job)(durable);
+            #[cfg(test)]
+            {
+                let gate = self.commit.gate.lock().unwrap().take();
+                if let Some((started, release)) = gate {
+                    let _ = started.send(());
+                    let _ = release.recv();
+                }
+            }
+            let result = job.run();
+            if !self.commit.record(&job, &result, true) {
+                break;
             }
         }
-        let result = self.job.run();
-        self.commit.record(&self.job, &result, true);
         self.done = true;
     }
 }
 
-impl Drop for Round {
+impl Drop for Chain {
     fn drop(&mut self) {
         if !self.done {
             self.commit.lock().running = false;
@@ -264,6 +317,7 @@ mod tests {
                 end: 0,
                 dir_generation: 0,
             },
+            Box::new(|_| unreachable!("no chain in this test")),
         );
         gc.sync_now(job(f, 5)).unwrap();
         assert_eq!(gc.durable().unwrap().end, 5);
@@ -280,6 +334,7 @@ mod tests {
                 end: 0,
                 dir_generation: 0,
             },
+            Box::new(|_| unreachable!("no chain in this test")),
         );
         assert!(matches!(
             gc.sync_now(job(bad, 5)),

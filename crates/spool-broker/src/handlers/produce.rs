@@ -41,7 +41,8 @@ pub(crate) struct Appended {
     to_sync: Vec<(Arc<PartitionLog>, i64, usize, usize)>,
 }
 
-/// Validates and appends every partition's batch; nothing here waits.
+/// Validates and appends every partition's batch, and starts acks=all fsyncs; nothing here
+/// waits. Must run inside a Tokio runtime.
 pub(crate) fn begin(state: &Arc<BrokerState>, req: ProduceRequest, version: i16) -> Appended {
     let acks = req.acks;
     let acks_valid = matches!(acks, -1..=1);
@@ -92,6 +93,11 @@ pub(crate) fn begin(state: &Arc<BrokerState>, req: ProduceRequest, version: i16)
                 .with_partition_responses(partitions),
         );
     }
+    // The fsyncs start now: they go on while the connection reads on and while earlier
+    // answers are written, and `finish` only waits for them.
+    for (log, last_offset, _, _) in &to_sync {
+        log.start_sync(*last_offset);
+    }
     Appended {
         acks,
         responses,
@@ -100,11 +106,6 @@ pub(crate) fn begin(state: &Arc<BrokerState>, req: ProduceRequest, version: i16)
 }
 
 impl Appended {
-    /// Whether [`Appended::finish`] has fsyncs to wait for (acks=all with batches written).
-    pub(crate) fn must_sync(&self) -> bool {
-        !self.to_sync.is_empty()
-    }
-
     /// Waits until an acks=all request's appends are durable, then says what to answer.
     pub(crate) async fn finish(self) -> Outcome {
         let Appended {

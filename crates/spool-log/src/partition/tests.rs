@@ -794,6 +794,37 @@ async fn caller_arriving_during_a_round_waits_for_the_next() {
     assert_eq!(log.fsync_count(), 2, "already durable");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_sync_runs_rounds_with_no_one_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), LogConfig::default()));
+    let gate = || {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        ((started_tx, release_rx), started_rx, release_tx)
+    };
+    let (gate_one, started_one, release_one) = gate();
+    *log.commit().gate.lock().unwrap() = Some(gate_one);
+    let a = log.append(batch(1, 0), 0).unwrap().last_offset;
+    log.start_sync(a);
+    tokio::task::spawn_blocking(move || started_one.recv().unwrap())
+        .await
+        .unwrap();
+    // Round one runs and covers only `a`; `b` is asked for meanwhile, and nobody waits.
+    let b = log.append(batch(1, 0), 0).unwrap().last_offset;
+    log.start_sync(b);
+    let (gate_two, started_two, release_two) = gate();
+    *log.commit().gate.lock().unwrap() = Some(gate_two);
+    release_one.send(()).unwrap();
+    // The chain starts round two by itself.
+    tokio::task::spawn_blocking(move || started_two.recv().unwrap())
+        .await
+        .unwrap();
+    release_two.send(()).unwrap();
+    log.sync_to(b).await.unwrap();
+    assert_eq!(log.fsync_count(), 2);
+}
+
 #[test]
 fn flush_policy_by_message_count() {
     let dir = tempfile::tempdir().unwrap();
