@@ -7,7 +7,8 @@
 //! last round did not cover, so everyone who asked during a round is served by at most one more.
 //! No waiter has to be polled for rounds to go on: the broker asks as it appends and awaits the
 //! answer only when the answer's turn comes. The chain updates the shared state itself, so a
-//! caller that stops waiting (a cancelled request) cannot wedge the others.
+//! caller that stops waiting (a cancelled request) cannot wedge the others. A chain hands its
+//! thread back every few rounds, and a panicking round takes the log offline.
 
 use std::fs::File;
 use std::io;
@@ -86,6 +87,9 @@ pub(crate) struct GroupCommit {
     /// Mirrors `failed.is_some()` so appends can check it without the lock.
     offline: AtomicBool,
     make_job: JobSource,
+    /// Held while an fsync runs and its result is recorded, by chains and by `sync_now` alike:
+    /// of two overlapping fsyncs of one file, only one would see a write-back error.
+    round: Mutex<()>,
     /// Test hook: holds the next round until released, to observe callers arriving meanwhile.
     #[cfg(test)]
     pub(crate) gate: Mutex<Option<TestGate>>,
@@ -119,6 +123,7 @@ impl GroupCommit {
             rounds: AtomicU64::new(0),
             offline: AtomicBool::new(false),
             make_job,
+            round: Mutex::new(()),
             #[cfg(test)]
             gate: Mutex::new(None),
         }
@@ -184,12 +189,7 @@ impl GroupCommit {
     }
 
     fn start_chain(self: &Arc<Self>) {
-        let chain = Chain {
-            commit: Arc::clone(self),
-            done: false,
-        };
-        // If the runtime drops the closure unrun, `Chain`'s drop clears `running`.
-        tokio::task::spawn_blocking(move || chain.run());
+        Chain::spawn(Arc::clone(self), tokio::runtime::Handle::current());
     }
 
     /// Resolves once `offset` is durable, asking for it first (see [`kick`](Self::kick)).
@@ -220,8 +220,12 @@ impl GroupCommit {
         if let Some(reason) = &self.lock().failed {
             return Err(self.offline(reason));
         }
-        let result = job.run();
-        self.record(&job, &result, false);
+        let result = {
+            let _round = self.round.lock().unwrap_or_else(PoisonError::into_inner);
+            let result = job.run();
+            self.record(&job, &result, false);
+            result
+        };
         result.map_err(|e| self.offline(&e.to_string()))
     }
 
@@ -253,15 +257,35 @@ impl GroupCommit {
     }
 }
 
+/// Rounds a chain runs before it hands its blocking thread back: with steady acks=all load a
+/// chain would otherwise keep it for good, and with more loaded partitions than the blocking
+/// pool has threads the other partitions' chains (and all other blocking work) would starve.
+const ROUNDS_PER_TURN: u32 = 32;
+
 /// A chain of rounds, run on a blocking thread: one thread wake-up for a stream of rounds.
 struct Chain {
     commit: Arc<GroupCommit>,
+    runtime: tokio::runtime::Handle,
+    started: bool,
     done: bool,
 }
 
 impl Chain {
+    /// Queues a turn of the chain on the blocking pool; `running` is already claimed for it.
+    fn spawn(commit: Arc<GroupCommit>, runtime: tokio::runtime::Handle) {
+        let chain = Chain {
+            commit,
+            runtime: runtime.clone(),
+            started: false,
+            done: false,
+        };
+        // If the runtime drops the closure unrun, `Chain`'s drop clears `running`.
+        runtime.spawn_blocking(move || chain.run());
+    }
+
     fn run(mut self) {
-        loop {
+        self.started = true;
+        for turn in 1.. {
             // Read without holding the state's lock while the job takes the log's: appends
             // and `close` take the log's lock first.
             let durable = self.commit.lock().durable;
@@ -274,8 +298,21 @@ impl Chain {
                     let _ = release.recv();
                 }
             }
-            let result = job.run();
-            if !self.commit.record(&job, &result, true) {
+            let more = {
+                let _round = self
+                    .commit
+                    .round
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let result = job.run();
+                self.commit.record(&job, &result, true)
+            };
+            if !more {
+                break;
+            }
+            if turn >= ROUNDS_PER_TURN {
+                // The next turn queues behind whatever else waits for a blocking thread.
+                Chain::spawn(Arc::clone(&self.commit), self.runtime.clone());
                 break;
             }
         }
@@ -285,10 +322,22 @@ impl Chain {
 
 impl Drop for Chain {
     fn drop(&mut self) {
-        if !self.done {
-            self.commit.lock().running = false;
-            self.commit.notify.notify_waiters();
+        if self.done {
+            return;
         }
+        {
+            let mut s = self.commit.lock();
+            s.running = false;
+            if self.started {
+                // A round panicked: whether its fsync happened is unknown, so no offset past
+                // the durable one may be acknowledged, now or after a retry.
+                tracing::error!(path = %self.commit.path.display(), "fsync round panicked, log goes offline");
+                s.failed
+                    .get_or_insert_with(|| "an fsync round panicked".to_string());
+                self.commit.offline.store(true, Ordering::Release);
+            }
+        }
+        self.commit.notify.notify_waiters();
     }
 }
 
@@ -322,6 +371,45 @@ mod tests {
         gc.sync_now(job(f, 5)).unwrap();
         assert_eq!(gc.durable().unwrap().end, 5);
         assert_eq!(gc.rounds(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_long_chain_hands_its_thread_back_and_goes_on() {
+        // Each round makes one more offset durable, so offset 99 takes 100 rounds: several
+        // turns of `ROUNDS_PER_TURN`.
+        let next = Arc::new(AtomicU64::new(0));
+        let gc = Arc::new(GroupCommit::new(
+            PathBuf::from("p"),
+            Durable {
+                end: 0,
+                dir_generation: 0,
+            },
+            Box::new(move |_| SyncJob {
+                files: Vec::new(),
+                dir: None,
+                end: next.fetch_add(1, Ordering::Relaxed) as i64 + 1,
+                dir_generation: 0,
+            }),
+        ));
+        gc.kick(99);
+        gc.sync_to(99).await.unwrap();
+        assert_eq!(gc.rounds(), 100);
+        assert!(100 > u64::from(ROUNDS_PER_TURN) * 2);
+    }
+
+    #[tokio::test]
+    async fn a_round_that_panics_takes_the_log_offline() {
+        let gc = Arc::new(GroupCommit::new(
+            PathBuf::from("p"),
+            Durable {
+                end: 0,
+                dir_generation: 0,
+            },
+            Box::new(|_| panic!("test: a round panics")),
+        ));
+        assert!(matches!(gc.sync_to(0).await, Err(LogError::Offline { .. })));
+        assert!(gc.check_online().is_err());
+        assert!(!gc.lock().running);
     }
 
     #[test]
