@@ -112,10 +112,14 @@ measure() {
 wait_first_ack() {
     local broker=$1 t0=$2 addr=$3
     local deadline=$(( $(date +%s) + 180 ))
+    # Retried after 5 ms, doubling to 50 ms: fine-grained for a fast start, without a flood of
+    # probe processes competing with a slow one for the CPU.
+    local pause_ms=5
     until echo probe | timeout 10 "$SPOOL" produce startup-probe -b "$addr" > /dev/null 2>> "$WORK/$broker.probe.err"; do
         kill -0 "$BPID" 2>/dev/null || { log "$broker exited during start-up"; return 1; }
         (( $(date +%s) < deadline )) || { log "$broker: no ack after 180 s"; return 1; }
-        sleep 0.05
+        sleep "$(printf '0.%03d' "$pause_ms")"
+        pause_ms=$(( pause_ms * 2 > 50 ? 50 : pause_ms * 2 ))
     done
     local t1; t1=$(now)
     record broker="$broker" workload=startup client=- kind=startup \
