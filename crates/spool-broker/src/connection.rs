@@ -127,7 +127,7 @@ async fn read_requests(
                         ready = reader.readable() => if ready.is_err() { return },
                     }
                 }
-                if inbox.capacity() - inbox.len() < READ_CHUNK / 4 {
+                if inbox.capacity() - inbox.len() < top_up_below(&inbox) {
                     inbox.reserve(READ_CHUNK);
                 }
                 let stalled = async {
@@ -219,6 +219,17 @@ fn is_produce(frame: &[u8]) -> bool {
 fn declared_len(inbox: &[u8]) -> Option<i32> {
     let prefix: [u8; frame::PREFIX_LEN] = inbox.get(..frame::PREFIX_LEN)?.try_into().ok()?;
     Some(i32::from_be_bytes(prefix))
+}
+
+/// Free bytes under which the reader grows `inbox` by [`READ_CHUNK`] before reading. Once a
+/// frame's length is known, `split_frame` has reserved room for all of it: growing again for
+/// its last bytes would double the buffer (a `Vec` grows by at least 2x), holding three copies
+/// of a large frame while it moves. So the threshold is then at most what is still missing.
+fn top_up_below(inbox: &[u8]) -> usize {
+    let missing = declared_len(inbox)
+        .and_then(|len| usize::try_from(len).ok())
+        .map(|len| (frame::PREFIX_LEN + len).saturating_sub(inbox.len()));
+    missing.map_or(READ_CHUNK / 4, |m| m.min(READ_CHUNK / 4))
 }
 
 /// The declared length of the frame at the front of `inbox`, for a log line.
@@ -409,6 +420,23 @@ fn api_versions_fallback(prefix: HeaderPrefix) -> Option<ResponseKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_bytes_of_a_large_frame_do_not_grow_its_buffer() {
+        const LEN: usize = 8 << 20;
+        let mut inbox = BytesMut::new();
+        inbox.extend_from_slice(&(LEN as i32).to_be_bytes());
+        assert!(frame::split_frame(&mut inbox, 16 << 20).unwrap().is_none());
+        let room = inbox.capacity();
+        assert!(room >= frame::PREFIX_LEN + LEN);
+        // All but 100 bytes arrived: the reservation holds them, nothing more is reserved.
+        inbox.resize(frame::PREFIX_LEN + LEN - 100, 0);
+        assert_eq!(top_up_below(&inbox), 100);
+        assert!(inbox.capacity() - inbox.len() >= top_up_below(&inbox));
+        assert_eq!(inbox.capacity(), room);
+        // Before a length is known, the usual threshold.
+        assert_eq!(top_up_below(&[0, 0]), READ_CHUNK / 4);
+    }
 
     #[test]
     fn a_large_frame_leaves_no_large_buffer_behind() {
