@@ -516,34 +516,7 @@ impl PartitionLog {
     fn sync_job(&self, durable: Durable) -> SyncJob {
         sync_job(&self.inner, &self.dir, durable)
     }
-}
 
-/// The partition lock. Every update under it is ordered so that a panic midway leaves a usable
-/// log (at worst an index entry short), so a poisoned lock is taken over, not propagated.
-fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
-    inner.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// What an fsync must cover to make the log end as of now durable, given what already is.
-fn sync_job(inner: &Mutex<Inner>, dir: &Path, durable: Durable) -> SyncJob {
-    let inner = lock(inner);
-    SyncJob {
-        files: inner
-            .segments
-            .iter()
-            .filter(|s| s.next_offset > durable.end && !s.is_empty())
-            .map(|s| SyncFile {
-                file: Arc::clone(&s.file),
-                data_end: s.size,
-            })
-            .collect(),
-        dir: (inner.segments_created > durable.dir_generation).then(|| dir.to_path_buf()),
-        end: inner.next_offset,
-        dir_generation: inner.segments_created,
-    }
-}
-
-impl PartitionLog {
     /// Fsyncs everything appended so far, on the calling thread (shutdown, flush policy).
     pub fn flush(&self) -> Result<(), LogError> {
         self.keeps_runway.store(true, Ordering::Relaxed);
@@ -716,6 +689,31 @@ impl PartitionLog {
     #[cfg(test)]
     pub(crate) fn commit(&self) -> &GroupCommit {
         &self.commit
+    }
+}
+
+/// The partition lock. Every update under it is ordered so that a panic midway leaves a usable
+/// log (at worst an index entry short), so a poisoned lock is taken over, not propagated.
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What an fsync must cover to make the log end as of now durable, given what already is.
+fn sync_job(inner: &Mutex<Inner>, dir: &Path, durable: Durable) -> SyncJob {
+    let inner = lock(inner);
+    SyncJob {
+        files: inner
+            .segments
+            .iter()
+            .filter(|s| s.next_offset > durable.end && !s.is_empty())
+            .map(|s| SyncFile {
+                file: Arc::clone(&s.file),
+                data_end: s.size,
+            })
+            .collect(),
+        dir: (inner.segments_created > durable.dir_generation).then(|| dir.to_path_buf()),
+        end: inner.next_offset,
+        dir_generation: inner.segments_created,
     }
 }
 

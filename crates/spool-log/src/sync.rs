@@ -343,6 +343,8 @@ impl Drop for Chain {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn job(file: File, end: i64) -> SyncJob {
@@ -392,7 +394,11 @@ mod tests {
             }),
         ));
         gc.kick(99);
-        gc.sync_to(99).await.unwrap();
+        // A chain that stopped without handing on would leave this waiting for good.
+        tokio::time::timeout(Duration::from_secs(10), gc.sync_to(99))
+            .await
+            .expect("the chain went on")
+            .unwrap();
         assert_eq!(gc.rounds(), 100);
         assert!(100 > u64::from(ROUNDS_PER_TURN) * 2);
     }
@@ -407,7 +413,9 @@ mod tests {
             },
             Box::new(|_| panic!("test: a round panics")),
         ));
-        assert!(matches!(gc.sync_to(0).await, Err(LogError::Offline { .. })));
+        // Retried panics instead would keep this waiting for good.
+        let result = tokio::time::timeout(Duration::from_secs(10), gc.sync_to(0)).await;
+        assert!(matches!(result, Ok(Err(LogError::Offline { .. }))));
         assert!(gc.check_online().is_err());
         assert!(!gc.lock().running);
     }
