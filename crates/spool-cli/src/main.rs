@@ -77,7 +77,8 @@ fn main() -> std::process::ExitCode {
 /// with the default of one per core, on 2 cores shared with a broker, `spool bench produce` of
 /// 100 B records ran at 1.2-1.9M records/s against 2.1-2.7M with one worker, the extra worker
 /// mostly waking up to steal the sender task; with no worker at all (a current-thread
-/// runtime), 1.7M: the send loop and the sender then take turns on one thread.
+/// runtime), 1.7M: the send loop and the sender then take turns on one thread. (Constant-rate
+/// benchmarks move their loop onto the worker: see `cmd::bench::run`.)
 fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let workers = match command {
         Command::Demo(_) | Command::Broker(_) => return tokio::runtime::Runtime::new(),

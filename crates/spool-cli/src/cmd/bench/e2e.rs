@@ -149,7 +149,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         let batch = tokio::select! {
             r = consumer.poll(Duration::from_millis(100)) => r.context("cannot fetch")?,
             s = &mut sending, if sent.is_none() => {
-                sent = Some(s.context("the send loop failed")?);
+                sent = Some(s.context("the send loop failed")??);
                 continue;
             }
         };
@@ -168,7 +168,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
     producer.close().await.ok();
     let sent = match sent {
         Some(s) => s,
-        None => sending.await.context("the send loop failed")?,
+        None => sending.await.context("the send loop failed")??,
     };
     let report = Report::new(
         "e2e",

@@ -17,6 +17,7 @@ mod produce;
 mod progress;
 mod rate;
 mod report;
+mod timer;
 
 use std::time::Duration;
 
@@ -35,8 +36,9 @@ pub struct Args {
     command: Bench,
     #[command(flatten)]
     connect: Connect,
-    /// Worker threads of the client's async runtime. The benchmark's own loop runs on the main
-    /// thread; the client's background tasks (the producer's sender, the readers) on these.
+    /// Worker threads of the client's async runtime. The client's background tasks (the
+    /// producer's sender, the readers) run on these; so does the benchmark's own loop at a
+    /// constant rate (e2e, produce --throughput), which at full speed runs on the main thread.
     /// One measured fastest on a 2-core machine shared with the broker (see BENCHMARKS.md).
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
@@ -67,11 +69,28 @@ enum Bench {
 /// Runs one benchmark.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = args.connect.client().await?;
+    // At full speed the send loop on the main thread and the client's tasks on a worker run in
+    // parallel. At a constant rate everything runs on the worker(s) instead: per record, the
+    // paced send, the sender, the acknowledgement and (e2e) the consumer then meet on one
+    // thread, with no wake-up of another thread between them, whose cost (tens of
+    // microseconds on a busy 2-core machine) would count as latency.
     match args.command {
+        Bench::Produce(a) if a.throughput > 0.0 => {
+            on_worker(async move { produce::run(&client, a).await }).await
+        }
         Bench::Produce(a) => produce::run(&client, a).await,
         Bench::Consume(a) => consume::run(&client, a).await,
-        Bench::E2e(a) => e2e::run(&client, a).await,
+        Bench::E2e(a) => on_worker(async move { e2e::run(&client, a).await }).await,
     }
+}
+
+/// Runs `f` as a task of the runtime (on a worker thread) and waits for it.
+async fn on_worker(
+    f: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> anyhow::Result<()> {
+    tokio::spawn(f)
+        .await
+        .context("the benchmark's task failed")?
 }
 
 /// Producer settings shared by `produce` and `e2e`.

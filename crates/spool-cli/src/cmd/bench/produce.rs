@@ -13,6 +13,7 @@ use super::acks::Unacked;
 use super::progress::{Counters, Progress};
 use super::rate::Schedule;
 use super::report::{Latencies, Report};
+use super::timer::Timer;
 use super::{ensure_topic, parse_secs, parse_throughput, schedule, Payload, ProducerFlags};
 
 /// Flags of `spool bench produce`.
@@ -98,26 +99,19 @@ pub(super) async fn send_loop(
     bytes_per_record: u64,
     counters: Arc<Counters>,
     stop: watch::Receiver<bool>,
-) -> Sent {
+) -> anyhow::Result<Sent> {
     let start = plan.start;
     let (mut sent, refused) = match plan.schedule {
         Some(schedule) => {
             let (tx, rx) = mpsc::unbounded_channel();
             let collector = tokio::spawn(collect(rx, start, bytes_per_record, counters.clone()));
-            // tokio's timer ticks every millisecond: at 10k records/s it would send records
-            // in bursts of ten, each up to 1 ms after its due time, and that lateness would
-            // count as latency. A thread of its own sleeps to within tens of microseconds.
-            let (pacing, topic) = (producer.clone(), topic.to_string());
-            let runtime = tokio::runtime::Handle::current();
-            let pacer = tokio::task::spawn_blocking(move || {
-                let mut send = Sender {
-                    producer: &pacing,
-                    topic: &topic,
-                    value,
-                };
-                pace(&runtime, schedule, plan, &mut send, &tx, &stop)
-            });
-            let refused = pacer.await.expect("the pacer does not panic");
+            let mut send = Sender {
+                producer,
+                topic,
+                value,
+            };
+            let refused = pace(schedule, plan, &mut send, &tx, &stop).await?;
+            drop(tx);
             // Acknowledgement failures are reported through the delivery futures.
             let _ = producer.flush().await;
             let sent = collector.await.expect("the collector does not panic");
@@ -143,7 +137,7 @@ pub(super) async fn send_loop(
         sent.failed += 1;
         sent.first_error.get_or_insert(e);
     }
-    sent
+    Ok(sent)
 }
 
 /// Hands records to the producer.
@@ -202,28 +196,31 @@ async fn full_speed<F: FnMut(u64, Duration) -> Bytes>(
     None
 }
 
-/// The send loop at a constant rate, on a thread of its own (blocking): sleeps until each
-/// record is due and sends it; latency from the due time.
-fn pace<F: FnMut(u64, Duration) -> Bytes>(
-    runtime: &tokio::runtime::Handle,
+/// The send loop at a constant rate: sleeps until each record is due (on a [`Timer`], to
+/// within tens of microseconds) and sends it; latency from the due time.
+async fn pace<F: FnMut(u64, Duration) -> Bytes>(
     schedule: Schedule,
     plan: Plan,
     send: &mut Sender<'_, F>,
     tx: &mpsc::UnboundedSender<(Instant, DeliveryFuture)>,
     stop: &watch::Receiver<bool>,
-) -> Option<spool_client::Error> {
+) -> anyhow::Result<Option<spool_client::Error>> {
     let start = plan.start;
     let mut limit = plan.count.unwrap_or(u64::MAX);
     if let Some(d) = plan.duration {
         limit = limit.min(schedule.count_before(d));
     }
+    let mut timer = Timer::new().context("cannot create a timer to pace the sends")?;
     let mut i = 0u64;
     while i < limit && !*stop.borrow() {
         let due = schedule.due(i);
         let now = Instant::now();
         if let Some(wait) = (start + due).checked_duration_since(now) {
             // Short naps, so that a stop is seen within a tenth of a second.
-            std::thread::sleep(wait.min(Duration::from_millis(100)));
+            timer
+                .sleep(wait.min(Duration::from_millis(100)))
+                .await
+                .context("the pacing timer failed")?;
             continue;
         }
         // A constant-rate run sends the records due within its duration, late ones too (their
@@ -237,15 +234,15 @@ fn pace<F: FnMut(u64, Duration) -> Bytes>(
                 break;
             }
         }
-        match runtime.block_on(send.send(i, due)) {
+        match send.send(i, due).await {
             Ok(delivery) => {
                 let _ = tx.send((start + due, delivery));
             }
-            Err(e) => return Some(e),
+            Err(e) => return Ok(Some(e)),
         }
         i += 1;
     }
-    None
+    Ok(None)
 }
 
 /// Awaits the delivery futures as they come, recording each acknowledgement's latency from
@@ -345,7 +342,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         counters,
         stop,
     )
-    .await;
+    .await?;
     progress.finish().await;
     producer.close().await.ok();
     let report = Report::new(
