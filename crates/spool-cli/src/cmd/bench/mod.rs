@@ -70,10 +70,10 @@ enum Bench {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = args.connect.client().await?;
     // At full speed the send loop on the main thread and the client's tasks on a worker run in
-    // parallel. At a constant rate everything runs on the worker(s) instead: per record, the
-    // paced send, the sender, the acknowledgement and (e2e) the consumer then meet on one
-    // thread, with no wake-up of another thread between them, whose cost (tens of
-    // microseconds on a busy 2-core machine) would count as latency.
+    // parallel. At a constant rate everything runs on the worker(s) instead: with one worker
+    // (the default), the paced send, the sender, the acknowledgement and (e2e) the consumer of
+    // a record then meet on one thread, with no wake-up of another thread between them, whose
+    // cost (tens of microseconds on a busy 2-core machine) would count as latency.
     match args.command {
         Bench::Produce(a) if a.throughput > 0.0 => {
             on_worker(async move { produce::run(&client, a).await }).await

@@ -54,12 +54,17 @@ impl Timer {
         timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::empty(), &spec)?;
         loop {
             let mut ready = self.fd.readable().await?;
-            // Reading the expiry count clears the readiness; WouldBlock means it was stale.
+            // Reading the expiry count resets the timer's readiness; the timer is re-armed
+            // only by the next sleep, so clearing tokio's readiness here loses no expiry.
             let mut expiries = [0u8; 8];
-            match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut expiries)?)) {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
+            match rustix::io::read(self.fd.get_ref(), &mut expiries) {
+                Ok(_) => {
+                    ready.clear_ready();
+                    return Ok(());
+                }
+                // Readiness left from an earlier expiry: not this one yet.
+                Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
+                Err(e) => return Err(e.into()),
             }
         }
     }
