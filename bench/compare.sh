@@ -27,6 +27,7 @@ REPEAT=${REPEAT:-3}        # runs of each throughput workload per client and bro
 LAT_REPEAT=${LAT_REPEAT:-3} # runs of each latency workload (d) per client and broker (median of each percentile)
 OUT=${OUT:-$REPO/BENCHMARKS.md}
 WORK=$(mktemp -d /tmp/spool-compare.XXXXXX)
+mkfifo "$WORK/nap" # measure's sampler naps reading it
 RESULTS=$WORK/results.jsonl
 N_SMALL=$((1000000 / SCALE))   # (a) and (c): 100-byte records
 N_BIG=$((200000 / SCALE))      # (b): 1 KiB records, acks=all
@@ -82,11 +83,21 @@ measure() {
     local broker=$1 wl=$2 client=$3 kind=$4; shift 4
     local out=$WORK/$broker.$wl.$client.r${REP:-1}.out peak=$WORK/peak
     echo 0 > "$peak"
-    ( p=0; while kill -0 "$BPID" 2>/dev/null; do
-          # Written aside and renamed: killing the sampler mid-write must not leave an empty file.
-          r=$(rss_kb "$BPID"); if (( r > p )); then p=$r; echo "$p" > "$peak.new"; mv -f "$peak.new" "$peak"; fi
-          sleep 0.1
-      done ) &
+    # The sampler starts no process per sample: `$(awk ...)` and `sleep 0.1` were three forks
+    # and execs every 0.1 s, each taking a CPU for a while on this 2-core machine, and the
+    # latency runs (d) measured them as delays. Bash builtins read /proc and nap (a read with
+    # a timeout on a FIFO nobody writes); the peak is written once, when the sampler is told
+    # to stop.
+    ( p=0
+      trap 'echo "$p" > "$peak"; exit 0' TERM
+      exec {nap}<> "$WORK/nap"
+      while kill -0 "$BPID" 2>/dev/null; do
+          while read -r k v _; do
+              if [[ $k == VmRSS: ]]; then (( v > p )) && p=$v; break; fi
+          done < "/proc/$BPID/status"
+          read -r -t 0.1 -u "$nap" _ || true
+      done
+      echo "$p" > "$peak" ) &
     local sampler=$!
     local c0 t0 t1 c1 rc
     c0=$(cpu_ticks "$BPID"); t0=$(now)
