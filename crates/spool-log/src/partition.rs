@@ -701,6 +701,12 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 /// What an fsync must cover to make the log end as of now durable, given what already is.
 fn sync_job(inner: &Mutex<Inner>, dir: &Path, durable: Durable) -> SyncJob {
     let inner = lock(inner);
+    // A deleted log's directory is renamed away and being removed: its entries need no
+    // durability, and syncing it by its old name would fail and take the log offline with a
+    // spurious error (a group-commit chain can still be running rounds after the deletion).
+    // The segment files sync through their open handles wherever they are.
+    let needs_dir =
+        inner.lifecycle != Lifecycle::Deleted && inner.segments_created > durable.dir_generation;
     SyncJob {
         files: inner
             .segments
@@ -711,7 +717,7 @@ fn sync_job(inner: &Mutex<Inner>, dir: &Path, durable: Durable) -> SyncJob {
                 data_end: s.size,
             })
             .collect(),
-        dir: (inner.segments_created > durable.dir_generation).then(|| dir.to_path_buf()),
+        dir: needs_dir.then(|| dir.to_path_buf()),
         end: inner.next_offset,
         dir_generation: inner.segments_created,
     }

@@ -826,6 +826,22 @@ async fn start_sync_runs_rounds_with_no_one_waiting() {
 }
 
 #[test]
+fn a_deleted_log_syncs_without_its_renamed_away_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    fs::create_dir(&dir).unwrap();
+    let log = open(&dir, one_batch_per_segment(1));
+    fill(&log, 2, 1);
+    log.flush().unwrap();
+    // Rolls: a segment created since the directory was last synced.
+    fill(&log, 1, 1);
+    log.mark_deleted();
+    fs::rename(&dir, root.path().join("t-0.deleted")).unwrap();
+    log.flush().unwrap();
+    assert!(log.commit().durable().is_ok(), "the log went offline");
+}
+
+#[test]
 fn flush_policy_by_message_count() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(
