@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -94,10 +94,16 @@ pub struct PartitionLog {
     commit: Arc<GroupCommit>,
     log_end: watch::Sender<i64>,
     leader_epoch: AtomicI32,
-    /// Set by the first fsync asked for (acks=all, flush policy): from then on the active
-    /// segment keeps a zeroed runway, so those fsyncs write data, not file growth.
-    keeps_runway: AtomicBool,
+    /// Until when (ms since the epoch) appends keep the active segment's zeroed runway topped
+    /// up, so that fsyncs write data, not file growth: [`RUNWAY_KEEP_MS`] past the latest
+    /// fsync asked for (acks=all, flush policy); 0 before any.
+    runway_until_ms: AtomicI64,
 }
+
+/// How long appends keep topping up the runway after the latest fsync asked for. Zeros ahead
+/// of the data cost a second write of every byte; a partition whose producers stopped asking
+/// for fsyncs goes back to growing its file (keeping the zeros it has until its next roll).
+const RUNWAY_KEEP_MS: i64 = 10_000;
 
 /// What a roll leaves for the caller to finish once the partition lock is released.
 #[derive(Default)]
@@ -156,7 +162,7 @@ impl PartitionLog {
             commit: Arc::new(GroupCommit::new(dir.to_path_buf(), durable, make_job)),
             log_end: watch::Sender::new(next_offset),
             leader_epoch: AtomicI32::new(0),
-            keeps_runway: AtomicBool::new(false),
+            runway_until_ms: AtomicI64::new(0),
         })
     }
 
@@ -249,7 +255,9 @@ impl PartitionLog {
             }
             // Batches as large as the runway would each grow it: their fsyncs gain little from
             // it and the zeros would double what reaches the disk.
-            if self.keeps_runway.load(Ordering::Relaxed) && batch.len() as u64 <= RUNWAY_BYTES / 8 {
+            if now_ms < self.runway_until_ms.load(Ordering::Relaxed)
+                && batch.len() as u64 <= RUNWAY_BYTES / 8
+            {
                 if let Err(e) = active.extend_runway(config.effective_segment_bytes()) {
                     // Only a lost speed-up: appends grow the file instead.
                     debug!(dir = %self.dir.display(), "extending the segment's runway failed: {e}");
@@ -497,7 +505,7 @@ impl PartitionLog {
     /// end mean "everything appended so far". Must be polled inside a Tokio runtime. After a
     /// failed fsync the log is offline: this and appends fail with [`LogError::Offline`].
     pub async fn sync_to(&self, offset: i64) -> Result<(), LogError> {
-        self.keeps_runway.store(true, Ordering::Relaxed);
+        self.fsync_asked();
         let offset = offset.min(*self.log_end.borrow() - 1);
         self.commit.sync_to(offset).await
     }
@@ -507,9 +515,15 @@ impl PartitionLog {
     /// waits. Lets the broker start an acks=all request's fsync as it appends, and await it
     /// only when the answer's turn comes. Must be called inside a Tokio runtime.
     pub fn start_sync(&self, offset: i64) {
-        self.keeps_runway.store(true, Ordering::Relaxed);
+        self.fsync_asked();
         let offset = offset.min(*self.log_end.borrow() - 1);
         self.commit.kick(offset);
+    }
+
+    /// Notes that an fsync was asked for now: appends keep a runway for a while.
+    fn fsync_asked(&self) {
+        self.runway_until_ms
+            .store(now_ms().saturating_add(RUNWAY_KEEP_MS), Ordering::Relaxed);
     }
 
     /// What an fsync must cover to make the current log end durable.
@@ -519,7 +533,7 @@ impl PartitionLog {
 
     /// Fsyncs everything appended so far, on the calling thread (shutdown, flush policy).
     pub fn flush(&self) -> Result<(), LogError> {
-        self.keeps_runway.store(true, Ordering::Relaxed);
+        self.fsync_asked();
         let durable = self.commit.durable()?;
         let job = self.sync_job(durable);
         self.commit.sync_now(job)

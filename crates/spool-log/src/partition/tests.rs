@@ -936,6 +936,35 @@ async fn an_fsynced_log_keeps_a_zeroed_runway_that_reads_and_recovery_skip() {
 }
 
 #[tokio::test]
+async fn a_log_no_longer_fsynced_stops_topping_up_its_runway() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    let file = || {
+        fs::metadata(files(dir.path(), "log").pop().unwrap())
+            .unwrap()
+            .len()
+    };
+    log.append(batch(1, 1000), now_ms()).unwrap();
+    log.sync_to(0).await.unwrap();
+    let now = now_ms();
+    log.append(batch(1, 1001), now).unwrap();
+    let topped_up = file();
+    log.append(batch(1, 1002), now).unwrap();
+    assert!(
+        file() > topped_up,
+        "recently fsynced: each append tops the runway up"
+    );
+    let topped_up = file();
+    log.append(batch(1, 1003), now + RUNWAY_KEEP_MS + 1)
+        .unwrap();
+    assert_eq!(file(), topped_up, "no fsync asked for since: no more zeros");
+    log.sync_to(3).await.unwrap();
+    log.append(batch(1, 1004), now_ms()).unwrap();
+    assert!(file() > topped_up, "fsynced again: topped up again");
+    log.close().unwrap();
+}
+
+#[tokio::test]
 async fn a_sealed_segment_whose_runway_came_back_keeps_the_segments_after_it() {
     // Unclean: a power loss before the roll's cut was durable. Clean: the same file after a
     // clean shutdown (close cuts every runway durably; the open checks anyway).
