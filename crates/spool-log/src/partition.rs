@@ -96,7 +96,10 @@ pub struct PartitionLog {
     leader_epoch: AtomicI32,
     /// Until when (ms since the epoch) appends keep the active segment's zeroed runway topped
     /// up, so that fsyncs write data, not file growth: [`RUNWAY_KEEP_MS`] past the latest
-    /// fsync asked for (acks=all, flush policy); 0 before any.
+    /// fsync asked for (acks=all, flush policy); 0 before any. Set from the wall clock and
+    /// compared with `append`'s `now_ms`, which the broker reads from the same clock (a caller
+    /// on another clock only gets the runway for longer or shorter: no correctness depends
+    /// on it).
     runway_until_ms: AtomicI64,
 }
 
