@@ -95,7 +95,7 @@ pub(super) async fn send_loop(
     producer: &Producer,
     topic: &str,
     plan: Plan,
-    value: impl FnMut(u64, Duration) -> Bytes + Send + 'static,
+    value: impl FnMut(u64, Duration) -> Bytes,
     bytes_per_record: u64,
     counters: Arc<Counters>,
     stop: watch::Receiver<bool>,
