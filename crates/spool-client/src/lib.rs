@@ -69,7 +69,7 @@ pub use cluster::{BrokerInfo, Client, ConnectionPool, Metadata, PartitionInfo, T
 pub use config::{
     Acks, AutoOffsetReset, ClientConfig, Compression, ConsumerConfig, ProducerConfig,
 };
-pub use consumer::{Consumer, ConsumerRecord, Offset};
+pub use consumer::{Consumer, ConsumerRecord, ConsumerRecords, Offset, RecordRef};
 pub use error::{Error, Result};
 pub use group::{
     Assignor, CooperativeStickyAssignor, GroupConfig, GroupConsumer, GroupHandle, GroupStream,

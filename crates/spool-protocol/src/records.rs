@@ -4,7 +4,8 @@
 //! BatchBuilder::try_append (records written straight into one buffer, after 61 reserved header bytes)
 //!   -> BatchBuilder::build (compress the records section if asked, fill the header, seal the CRC) -> Bytes
 //! fetched bytes -> DecodedBatches (header + CRC check, skip control batches, decompress with a cap)
-//!   -> RecordIter (every length checked against the bytes present) -> Record
+//!   -> RecordIter (every length checked against the bytes present) -> Record, or RecordSpan
+//!      (the same checks; positions in the batch's bytes, for reading records in place)
 //! ```
 //!
 //! Record layout (v2), after the batch header:
@@ -118,6 +119,7 @@ fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
 }
 
 /// A cursor over untrusted bytes: every read checks what is present.
+#[derive(Debug, Clone)]
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -135,7 +137,19 @@ impl<'a> Reader<'a> {
     }
 
     /// Zigzag varlong of at most 10 bytes.
+    #[inline]
     fn varlong(&mut self) -> Option<i64> {
+        // Most varints in a record (its lengths and small deltas) take one byte.
+        let b = *self.buf.get(self.pos)?;
+        if b & 0x80 == 0 {
+            self.pos += 1;
+            return Some(i64::from(b >> 1) ^ -i64::from(b & 1));
+        }
+        self.long_varlong()
+    }
+
+    #[inline(never)]
+    fn long_varlong(&mut self) -> Option<i64> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = self.u8()?;
@@ -148,6 +162,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Zigzag varint of at most 5 bytes that fits an i32.
+    #[inline]
     fn varint(&mut self) -> Option<i32> {
         let start = self.pos;
         let v = self.varlong()?;
@@ -158,6 +173,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed field: `Ok(None)` for -1, the byte range otherwise.
+    #[inline]
     fn nullable(&mut self) -> Result<Option<std::ops::Range<usize>>, &'static str> {
         let len = self.varint().ok_or("bad length varint")?;
         if len == -1 {
@@ -434,7 +450,56 @@ impl RecordIter {
         }
     }
 
-    fn parse_one(&mut self) -> Result<Record, &'static str> {
+    /// The records section that the spans of [`RecordIter::next_span`] point into.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The next record as positions in [`RecordIter::data`], every field checked as
+    /// [`Iterator::next`] checks it, but nothing copied, allocated or reference-counted: for
+    /// consumers that keep a batch's bytes and read its records in place.
+    pub fn next_span(&mut self) -> Option<Result<RecordSpan, RecordError>> {
+        if self.index >= self.count {
+            return None;
+        }
+        match self.parse_one() {
+            // A count lower than the records present is a lie too: Kafka refuses such a batch
+            // ("records still remaining"), and a broker that stored it would hand consumers
+            // records the header does not account for.
+            Ok(_) if self.index + 1 == self.count && self.pos != self.data.len() => Some(Err(
+                self.malformed("bytes remain after the declared record count")
+            )),
+            Ok(span) => {
+                self.index += 1;
+                Some(Ok(span))
+            }
+            Err(reason) => Some(Err(self.malformed(reason))),
+        }
+    }
+
+    /// The record `span` (from [`RecordIter::next_span`] of this iterator) describes, as owned
+    /// fields sharing this batch's bytes.
+    pub fn record(&self, span: &RecordSpan) -> Record {
+        let data = &self.data;
+        let headers = span
+            .headers(data)
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    v.map(|v| data.slice_ref(v)),
+                )
+            })
+            .collect();
+        Record {
+            offset: span.offset,
+            timestamp: span.timestamp,
+            key: span.key.map(|k| data.slice(k.range())),
+            value: span.value.map(|v| data.slice(v.range())),
+            headers,
+        }
+    }
+
+    fn parse_one(&mut self) -> Result<RecordSpan, &'static str> {
         let data = &self.data[..];
         let mut r = Reader {
             buf: data,
@@ -463,22 +528,20 @@ impl RecordIter {
         if header_count < 0 {
             return Err("negative header count");
         }
-        // Each header takes at least two bytes: never reserve more than the bytes allow.
+        // Each header takes at least two bytes: a count the bytes cannot hold is a lie.
         if header_count as usize > r.remaining() / 2 {
             return Err("header count exceeds record");
         }
-        let mut headers = Vec::with_capacity(header_count as usize);
+        let headers_start = r.pos;
         for _ in 0..header_count {
-            let k = r.nullable()?.ok_or("null header key")?;
-            let v = r.nullable()?;
-            let name = String::from_utf8_lossy(&data[k]).into_owned();
-            headers.push((name, v.map(|v| self.data.slice(v))));
+            r.nullable()?.ok_or("null header key")?;
+            r.nullable()?;
         }
         if r.pos != end {
             return Err("record length does not match its fields");
         }
         self.pos = end;
-        Ok(Record {
+        Ok(RecordSpan {
             // Wrapping: a hostile base offset must not panic a debug build; the broker
             // assigns its own offsets anyway.
             offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
@@ -486,10 +549,97 @@ impl RecordIter {
                 Some(t) => t,
                 None => self.base_timestamp.wrapping_add(ts_delta),
             },
-            key: key.map(|k| self.data.slice(k)),
-            value: value.map(|v| self.data.slice(v)),
-            headers,
+            // `decode_batch` refuses sections of 4 GiB or more, so every position fits a u32.
+            key: key.map(Span::from),
+            value: value.map(Span::from),
+            headers: Span::from(headers_start..end),
+            header_count: header_count as u32,
         })
+    }
+}
+
+/// A byte range inside a batch's records section ([`RecordIter::data`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// First byte.
+    pub start: u32,
+    /// One past the last byte.
+    pub end: u32,
+}
+
+impl Span {
+    /// As a range for indexing.
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+impl From<std::ops::Range<usize>> for Span {
+    fn from(r: std::ops::Range<usize>) -> Span {
+        Span {
+            start: r.start as u32,
+            end: r.end as u32,
+        }
+    }
+}
+
+/// Where one checked record's fields lie in its batch's records section: what
+/// [`RecordIter::next_span`] yields. Small and `Copy`, so a consumer can keep one per record in
+/// a single vector beside the batch's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSpan {
+    /// Absolute offset in the partition.
+    pub offset: i64,
+    /// Create time (or the log-append time when the batch says so), in ms since the epoch.
+    pub timestamp: i64,
+    /// The key's bytes; `None` when null.
+    pub key: Option<Span>,
+    /// The value's bytes; `None` when null.
+    pub value: Option<Span>,
+    /// The encoded headers (after their count), already checked.
+    pub headers: Span,
+    /// How many headers there are.
+    pub header_count: u32,
+}
+
+impl RecordSpan {
+    /// The headers in order, as (key, value) bytes of `data`, the records section this span
+    /// came from. Kafka's header keys are UTF-8 strings; the bytes are given as sent.
+    pub fn headers<'a>(&self, data: &'a [u8]) -> HeaderIter<'a> {
+        HeaderIter {
+            reader: Reader {
+                buf: data.get(self.headers.range()).unwrap_or_default(),
+                pos: 0,
+            },
+            left: self.header_count,
+        }
+    }
+}
+
+/// The headers of one record: see [`RecordSpan::headers`].
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'a> {
+    reader: Reader<'a>,
+    left: u32,
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let buf = self.reader.buf;
+        // Checked when the span was made; on bytes that are not those, stop rather than panic.
+        let key = self.reader.nullable().ok().flatten()?;
+        let value = self.reader.nullable().ok()?;
+        Some((&buf[key], value.map(|v| &buf[v])))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left as usize))
     }
 }
 
@@ -497,22 +647,7 @@ impl Iterator for RecordIter {
     type Item = Result<Record, RecordError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.index >= self.count {
-            return None;
-        }
-        match self.parse_one() {
-            // A count lower than the records present is a lie too: Kafka refuses such a batch
-            // ("records still remaining"), and a broker that stored it would hand consumers
-            // records the header does not account for.
-            Ok(_) if self.index + 1 == self.count && self.pos != self.data.len() => Some(Err(
-                self.malformed("bytes remain after the declared record count")
-            )),
-            Ok(rec) => {
-                self.index += 1;
-                Some(Ok(rec))
-            }
-            Err(reason) => Some(Err(self.malformed(reason))),
-        }
+        Some(self.next_span()?.map(|span| self.record(&span)))
     }
 }
 
@@ -544,6 +679,14 @@ pub fn decode_batch(
             Bytes::from(out)
         }
     };
+    // Records are located by 32-bit positions ([`Span`]); Kafka's batches are far smaller.
+    if u32::try_from(data.len()).is_err() {
+        return Err(RecordError::Malformed {
+            base_offset: header.base_offset,
+            index: 0,
+            reason: "records section of 4 GiB or more",
+        });
+    }
     // A record takes at least 7 bytes; a count the bytes cannot hold is a lie.
     if (header.record_count as usize).saturating_mul(7) > data.len() {
         return Err(RecordError::Malformed {
@@ -710,6 +853,72 @@ mod tests {
             assert_eq!(recs[2].timestamp, 990);
             assert_eq!(recs[2].key.as_deref(), Some(&b""[..]));
             assert_eq!(recs[2].value, None);
+        }
+    }
+
+    /// What `next_span` locates is what `next` returns: fields, headers, errors, in order.
+    fn assert_spans_agree(mut records: RecordIter) {
+        let mut spans = records.clone();
+        loop {
+            match (spans.next_span(), records.next()) {
+                (None, None) => return,
+                (Some(Ok(span)), Some(Ok(r))) => {
+                    let data = spans.data();
+                    assert_eq!(span.offset, r.offset);
+                    assert_eq!(span.timestamp, r.timestamp);
+                    assert_eq!(span.key.map(|k| &data[k.range()]), r.key.as_deref());
+                    assert_eq!(span.value.map(|v| &data[v.range()]), r.value.as_deref());
+                    let headers: Vec<_> = span
+                        .headers(data)
+                        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v))
+                        .collect();
+                    let expected: Vec<_> = r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_deref()))
+                        .collect();
+                    assert_eq!(headers, expected);
+                    assert_eq!(spans.record(&span), r);
+                }
+                (Some(Err(a)), Some(Err(b))) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("span {a:?} but record {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn spans_locate_the_fields_records_hold() {
+        for codec in CODECS {
+            let mut batches = DecodedBatches::new(sample(codec), 1 << 20);
+            let records = batches.next().unwrap().unwrap().records;
+            let mut spans = records.clone();
+            let first = spans.next_span().unwrap().unwrap();
+            assert_eq!(&spans.data()[first.key.unwrap().range()], b"k0");
+            let second = spans.next_span().unwrap().unwrap();
+            assert_eq!(second.key, None);
+            let headers: Vec<_> = second.headers(spans.data()).collect();
+            assert_eq!(
+                headers,
+                vec![(&b"h1"[..], Some(&b"x"[..])), (&b"h2"[..], None)]
+            );
+            assert_spans_agree(records);
+        }
+    }
+
+    #[test]
+    fn spans_and_records_agree_on_damaged_batches() {
+        for codec in [Compression::None, Compression::Lz4] {
+            let good = sample(codec);
+            for i in HEADER_LEN..good.len() {
+                for x in [0x01u8, 0x80, 0xff] {
+                    let mut b = good.to_vec();
+                    b[i] ^= x;
+                    batch::seal_crc(&mut b);
+                    for batch in DecodedBatches::new(Bytes::from(b), 1 << 16).flatten() {
+                        assert_spans_agree(batch.records);
+                    }
+                }
+            }
         }
     }
 

@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::Client;
 use crate::config::{AutoOffsetReset, ConsumerConfig};
-use crate::consumer::{Consumer, ConsumerRecord, Offset};
+use crate::consumer::{Consumer, ConsumerRecord, ConsumerRecords, Offset};
 use crate::error::{Error, Result};
 
 pub use assignor::{
@@ -482,7 +482,7 @@ impl GroupConsumer {
     }
 
     /// Fetches records without recording them as consumed; tagged with their epoch.
-    async fn fetch(&mut self, timeout: Duration) -> Result<(u64, Vec<ConsumerRecord>)> {
+    async fn fetch(&mut self, timeout: Duration) -> Result<(u64, ConsumerRecords)> {
         let deadline = Instant::now() + timeout;
         loop {
             let epoch = self.sync_assignment()?;
@@ -491,9 +491,9 @@ impl GroupConsumer {
             let slice = (deadline.saturating_duration_since(now)).min(Duration::from_millis(100));
             let records = if self.fetcher.assignment().is_empty() {
                 tokio::time::sleep(slice).await;
-                Vec::new()
+                ConsumerRecords::default()
             } else {
-                self.fetcher.poll(slice).await?
+                self.fetcher.poll_records(slice).await?
             };
             if !records.is_empty() || Instant::now() >= deadline {
                 return Ok((epoch, records));
@@ -504,13 +504,26 @@ impl GroupConsumer {
     /// Waits up to `timeout` for records of the assigned partitions. Their positions count as
     /// consumed (auto-commit commits them).
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        Ok(self.poll_records(timeout).await?.to_vec())
+    }
+
+    /// [`GroupConsumer::poll`] for reading the records in place (see [`ConsumerRecords`]).
+    pub async fn poll_records(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let (epoch, records) = self.fetch(left).await?;
-            let out = deliver(&self.handle.shared, epoch, records);
-            if !out.is_empty() || Instant::now() >= deadline {
-                return Ok(out);
+            if !records.is_empty()
+                && deliver(
+                    &self.handle.shared,
+                    epoch,
+                    records.iter().map(|r| (r.topic, r.partition, r.offset)),
+                )
+            {
+                return Ok(records);
+            }
+            if Instant::now() >= deadline {
+                return Ok(ConsumerRecords::default());
             }
         }
     }
@@ -711,26 +724,31 @@ impl GroupConsumer {
     }
 }
 
-/// Hands out `records` fetched under `epoch` if that is still the current assignment, recording
-/// their positions as consumed; otherwise drops them (they are fetched again from the committed
-/// offsets).
-fn deliver(
+/// Whether records fetched under `epoch` may be handed out: only if that is still the current
+/// assignment. If so, records their positions as consumed; if not, they are to be dropped (they
+/// are fetched again from the committed offsets). `consumed` is the records' (topic, partition,
+/// offset) in fetch order.
+fn deliver<'a>(
     shared: &Mutex<Shared>,
     epoch: u64,
-    records: Vec<ConsumerRecord>,
-) -> Vec<ConsumerRecord> {
-    if records.is_empty() {
-        return records;
-    }
+    consumed: impl Iterator<Item = (&'a str, i32, i64)>,
+) -> bool {
     let mut sh = shared.lock().unwrap();
     if sh.epoch != epoch {
-        return Vec::new();
+        return false;
     }
-    for r in &records {
-        sh.positions
-            .insert((r.topic.to_string(), r.partition), r.offset + 1);
+    // Records come in runs of one partition, offsets rising: one position per run.
+    let mut consumed = consumed.peekable();
+    while let Some((topic, partition, offset)) = consumed.next() {
+        let run_ends = consumed
+            .peek()
+            .is_none_or(|&(t, p, _)| p != partition || t != topic);
+        if run_ends {
+            sh.positions
+                .insert((topic.to_string(), partition), offset + 1);
+        }
     }
-    records
+    true
 }
 
 async fn dispatch(mut consumer: GroupConsumer, senders: Vec<mpsc::Sender<Dispatched>>) {
@@ -743,9 +761,9 @@ async fn dispatch(mut consumer: GroupConsumer, senders: Vec<mpsc::Sender<Dispatc
         match consumer.fetch(Duration::from_millis(500)).await {
             Ok((epoch, records)) => {
                 let mut parts: Vec<Vec<ConsumerRecord>> = vec![Vec::new(); n];
-                for r in records {
+                for r in &records {
                     let i = (r.partition.max(0) as usize) % n;
-                    parts[i].push(r);
+                    parts[i].push(r.to_record());
                 }
                 for (i, batch) in parts.into_iter().enumerate() {
                     if !batch.is_empty() {
@@ -803,9 +821,9 @@ impl GroupStream {
         loop {
             match self.rx.recv().await? {
                 Ok((epoch, records)) => {
-                    let out = deliver(&self.handle.shared, epoch, records);
-                    if !out.is_empty() {
-                        return Some(Ok(out));
+                    let consumed = records.iter().map(|r| (&*r.topic, r.partition, r.offset));
+                    if deliver(&self.handle.shared, epoch, consumed) {
+                        return Some(Ok(records));
                     }
                 }
                 Err(Error::Closed(_)) => return None,

@@ -762,3 +762,28 @@ async fn cooperative_member_keeps_partitions_and_revokes_only_what_moves() {
     );
     task.abort();
 }
+
+#[test]
+fn delivered_records_move_each_partitions_position_past_its_last_record() {
+    let shared = Mutex::new(Shared::new());
+    shared.lock().unwrap().epoch = 3;
+    let consumed = [
+        ("a", 0, 5),
+        ("a", 0, 6),
+        ("b", 0, 9),
+        ("a", 1, 2),
+        ("a", 0, 7),
+    ];
+    assert!(deliver(&shared, 3, consumed.into_iter()));
+    let positions = shared.lock().unwrap().positions.clone();
+    let expected: HashMap<Tp, i64> = [
+        (("a".to_string(), 0), 8),
+        (("b".to_string(), 0), 10),
+        (("a".to_string(), 1), 3),
+    ]
+    .into();
+    assert_eq!(positions, expected);
+    // Fetched under an assignment since replaced: not handed out, nothing recorded.
+    assert!(!deliver(&shared, 2, [("c", 0, 1)].into_iter()));
+    assert_eq!(shared.lock().unwrap().positions, expected);
+}

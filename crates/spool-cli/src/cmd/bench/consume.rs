@@ -90,8 +90,9 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
             stalled = true;
             break;
         }
+        // Read in place, as an application that parses each record's bytes would.
         let batch = consumer
-            .poll(Duration::from_millis(100))
+            .poll_records(Duration::from_millis(100))
             .await
             .context("cannot fetch")?;
         if batch.is_empty() {
@@ -101,8 +102,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         let (mut n, mut b) = (0u64, 0u64);
         for r in batch.iter().take(remaining.min(usize::MAX as u64) as usize) {
             n += 1;
-            b += (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()))
-                as u64;
+            b += (r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len)) as u64;
         }
         records += n;
         bytes += b;

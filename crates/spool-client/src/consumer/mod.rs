@@ -5,9 +5,11 @@
 //!   -> one Fetch in flight per leader broker, run by a task of its own: it is sent and
 //!      answered while the application works on what an earlier poll returned; the task also
 //!      checks the batches' CRCs
-//!   -> buffer of fetched bytes -> poll() / stream() decode records as they are taken (at most
+//!   -> buffer of fetched bytes -> poll_records() decodes records as they are taken (at most
 //!      `max.poll.records`, as Java's consumer does; decompressed with a cap), skipping records
-//!      before the fetch offset (a fetch may start mid-batch)
+//!      before the fetch offset (a fetch may start mid-batch), into a ConsumerRecords: the
+//!      batches' bytes plus where each record's fields lie in them
+//!   -> poll() / stream() make an owned ConsumerRecord of each
 //! ```
 //!
 //! A partition is fetched again while one answer of it is still buffered, from where that
@@ -40,6 +42,9 @@ use crate::admin::{list_offsets, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use crate::cluster::{Client, ConnectionPool};
 use crate::config::{AutoOffsetReset, ConsumerConfig};
 use crate::error::{metadata_error, Error, Result};
+
+pub mod records;
+pub use records::{ConsumerRecords, RecordRef};
 
 /// A record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,27 +146,24 @@ impl Buffered {
     /// `Ok(true)` once this answer is used up.
     fn take_into(
         &mut self,
-        out: &mut Vec<ConsumerRecord>,
+        out: &mut ConsumerRecords,
         max: usize,
         last: &mut Option<i64>,
     ) -> Result<bool> {
         loop {
             if let Some(records) = &mut self.records {
-                for r in records.by_ref() {
-                    let r = r.map_err(|e| corrupt(&self.tp, e))?;
-                    if r.offset < self.skip_below {
+                // The batch's bytes go into `out` once, with its first record taken.
+                let mut batch = None;
+                while let Some(span) = records.next_span() {
+                    let span = span.map_err(|e| corrupt(&self.tp, e))?;
+                    if span.offset < self.skip_below {
                         continue;
                     }
-                    *last = Some(r.offset);
-                    out.push(ConsumerRecord {
-                        topic: self.tp.0.clone(),
-                        partition: self.tp.1,
-                        offset: r.offset,
-                        timestamp: r.timestamp,
-                        key: r.key,
-                        value: r.value,
-                        headers: r.headers,
+                    *last = Some(span.offset);
+                    let batch = *batch.get_or_insert_with(|| {
+                        out.add_batch(&self.tp.0, self.tp.1, records.data())
                     });
+                    out.push(batch, span);
                     if out.len() >= max {
                         return Ok(false);
                     }
@@ -390,6 +392,13 @@ impl Consumer {
 
     /// Waits up to `timeout` for records; returns at most `max_poll_records`, possibly none.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        Ok(self.poll_records(timeout).await?.to_vec())
+    }
+
+    /// [`Consumer::poll`] for reading the records in place: the same records, kept as the
+    /// fetched bytes (see [`ConsumerRecords`]), without a reference count or an owned struct per
+    /// record.
+    pub async fn poll_records(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(e) = self.pending_error.take() {
@@ -407,7 +416,7 @@ impl Consumer {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(Vec::new());
+                return Ok(ConsumerRecords::default());
             }
             if self.fetches.is_empty() {
                 let wake = self
@@ -419,7 +428,7 @@ impl Consumer {
             }
             tokio::select! {
                 Some(done) = self.fetches.next() => self.handle_fetch(done),
-                _ = tokio::time::sleep_until(deadline.into()) => return Ok(Vec::new()),
+                _ = tokio::time::sleep_until(deadline.into()) => return Ok(ConsumerRecords::default()),
             }
         }
     }
@@ -505,9 +514,12 @@ impl Consumer {
         Ok(())
     }
 
-    fn take_buffered(&mut self) -> Vec<ConsumerRecord> {
+    fn take_buffered(&mut self) -> ConsumerRecords {
+        if self.buffer.is_empty() {
+            return ConsumerRecords::default();
+        }
         let max = self.config.max_poll_records.max(1);
-        let mut out = Vec::new();
+        let mut out = ConsumerRecords::with_capacity(max);
         while out.len() < max {
             let Some(front) = self.buffer.front_mut() else {
                 break;
@@ -972,6 +984,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn records_read_in_place_are_the_records_poll_returns() {
+        let (_b, client) = setup(&[("t", 2)]).await;
+        produce(&client, "t", 0, 30, Compression::Zstd).await;
+        produce(&client, "t", 1, 20, Compression::None).await;
+        let config = ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            max_poll_records: 7,
+            ..Default::default()
+        };
+        let mut owned = client.consumer(config.clone());
+        owned.assign(vec![("t".into(), 0), ("t".into(), 1)]);
+        let expected = poll_n(&mut owned, 50).await;
+        let mut in_place = client.consumer(config);
+        in_place.assign(vec![("t".into(), 0), ("t".into(), 1)]);
+        let mut read = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while read.len() < 50 && Instant::now() < deadline {
+            let records = in_place
+                .poll_records(Duration::from_millis(200))
+                .await
+                .unwrap();
+            assert!(records.len() <= 7, "max.poll.records holds");
+            read.extend(records.iter().map(|r| r.to_record()));
+        }
+        // Polls may split the partitions differently; each partition's records are the same.
+        let by_partition = |records: &[ConsumerRecord], p: i32| -> Vec<ConsumerRecord> {
+            records
+                .iter()
+                .filter(|r| r.partition == p)
+                .cloned()
+                .collect()
+        };
+        for p in 0..2 {
+            assert_eq!(by_partition(&read, p), by_partition(&expected, p));
+        }
+        assert_eq!(read.len(), 50);
+        assert_eq!(in_place.position("t", 0).await.unwrap(), 30);
+        assert_eq!(in_place.position("t", 1).await.unwrap(), 20);
+    }
+
+    #[tokio::test]
     async fn seek_skips_records_before_the_offset_inside_a_batch() {
         let (_b, client) = setup(&[("t", 1)]).await;
         produce(&client, "t", 0, 10, Compression::Lz4).await;
@@ -1108,9 +1161,9 @@ mod tests {
             skip_below: fetch_offset,
             next_position: c.next,
         };
-        let (mut out, mut last) = (Vec::new(), None);
+        let (mut out, mut last) = (ConsumerRecords::default(), None);
         assert!(b.take_into(&mut out, usize::MAX, &mut last)?);
-        assert_eq!(last, out.last().map(|r| r.offset));
+        assert_eq!(last, out.iter().last().map(|r| r.offset));
         Ok((out.iter().map(|r| r.offset).collect(), c.next))
     }
 
@@ -1180,7 +1233,7 @@ mod tests {
         };
         let mut offsets = Vec::new();
         loop {
-            let (mut out, mut last) = (Vec::new(), None);
+            let (mut out, mut last) = (ConsumerRecords::default(), None);
             let done = b.take_into(&mut out, 2, &mut last).unwrap();
             offsets.push(out.iter().map(|r| r.offset).collect::<Vec<_>>());
             if done {
@@ -1254,9 +1307,13 @@ mod tests {
 
     /// Takes the buffered answer holding offsets 0 and 1, one record per poll, to its end.
     fn take_offsets_0_and_1(c: &mut Consumer) {
-        assert_eq!(offsets(c.take_buffered()), vec![0]);
-        assert_eq!(offsets(c.take_buffered()), vec![1]);
-        assert_eq!(offsets(c.take_buffered()), Vec::<i64>::new(), "used up");
+        assert_eq!(offsets(c.take_buffered().to_vec()), vec![0]);
+        assert_eq!(offsets(c.take_buffered().to_vec()), vec![1]);
+        assert_eq!(
+            offsets(c.take_buffered().to_vec()),
+            Vec::<i64>::new(),
+            "used up"
+        );
     }
 
     #[tokio::test]
