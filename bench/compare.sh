@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Spool vs Apache Kafka 4.3.1 on this machine, in one run; writes BENCHMARKS.md.
 #
-#   bench/compare.sh                      # full run (~10 min on 2 cores)
+#   bench/compare.sh                      # full run (~15 min on 2 cores)
 #   SCALE=20 E2E_SECS=3 OUT=/tmp/b.md bench/compare.sh   # smoke test: 1/20 of the records
 #   WARMUP=0 bench/compare.sh             # no unmeasured warm-up round (cold JVM in the first run)
 #   REPEAT=5 bench/compare.sh             # throughput runs (a)-(c) 5 times each (default 3; median)
@@ -31,7 +31,7 @@ OUT=${OUT:-$REPO/BENCHMARKS.md}
 WORK=$(mktemp -d /tmp/spool-compare.XXXXXX)
 mkfifo "$WORK/nap" # measure's sampler naps reading it
 RESULTS=$WORK/results.jsonl
-N_SMALL=$((1000000 / SCALE))   # (a) and (c): 100-byte records
+N_SMALL=$((3000000 / SCALE))   # (a) and (c): 100-byte records (~1 s per run with spool bench)
 N_BIG=$((200000 / SCALE))      # (b): 1 KiB records, acks=all
 CLK_TCK=$(getconf CLK_TCK)
 CMDLINE="$0 $*"
@@ -61,7 +61,7 @@ stop_broker() {
     wait "$BPID" 2>/dev/null
     BPID=""
 }
-# Each run writes ~5 GB per broker: a broker's data goes once its workloads are measured, and
+# Each run writes ~10 GB per broker: a broker's data goes once its workloads are measured, and
 # whatever is left (input files, kcat's output) at exit; KEEP=1 keeps everything for a look.
 drop_data() { [[ ${KEEP:-0} == 1 ]] || rm -rf "$@"; }
 trap 'stop_broker; drop_data "$WORK"/spool-data "$WORK"/kafka/logs "$WORK"/rec*.txt "$WORK"/*.kcat.*.out' EXIT
@@ -239,7 +239,7 @@ run_workloads() {
     # the machine or the JVM touches every client alike.
     for ((REP = 1; REP <= REPEAT; REP++)); do
         local r=r$REP
-        # (a) 1,000,000 x 100 B, acks=1, 1 partition and 6 partitions
+        # (a) N_SMALL x 100 B, acks=1, 1 partition and 6 partitions
         for p in 1 6; do
             measure "$b" "p$p" spool-bench spool "$SPOOL" bench produce --topic "p$p-spool-$r" \
                 --record-size 100 --num-records "$N_SMALL" --acks 1 --json -b "$ADDR"
