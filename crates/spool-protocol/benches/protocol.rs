@@ -124,6 +124,19 @@ fn decode_all(batch: &Bytes) -> usize {
         .sum()
 }
 
+/// [`decode_all`] as a consumer reading records in place does it (`poll_records`): positions
+/// of each record's fields, no reference-counted slices.
+fn decode_spans(batch: &Bytes) -> usize {
+    let header = BatchHeader::parse_checked(batch).expect("a valid batch");
+    let mut records = records::decode_batch(&header, batch, 64 << 20).expect("decodes");
+    let mut total = 0;
+    while let Some(span) = records.next_span() {
+        let span = span.expect("a valid record");
+        total += span.value.map_or(0, |v| v.range().len());
+    }
+    total
+}
+
 /// The producer's per-batch work: a fresh builder filled to `batch.size`, then built.
 fn build(values: &[Vec<u8>], compression: Compression) -> Bytes {
     let mut builder = BatchBuilder::new(BATCH_SIZE);
@@ -178,6 +191,12 @@ fn report_allocations() {
             }),
         ));
     }
+    rows.push((
+        format!("decode_batch + read {records} records in place (next_span), none"),
+        allocations_per_op(20, || {
+            black_box(decode_spans(&plain));
+        }),
+    ));
     for codec in CODECS {
         rows.push((
             format!("client batch build, {records} records, {}", codec.name()),
@@ -256,6 +275,10 @@ fn consume_path(c: &mut Criterion) {
             bench.iter(|| black_box(decode_all(black_box(&b))))
         });
     }
+    let plain = batch(BATCH_SIZE, Compression::None, &values);
+    group.bench_function("none, in place (next_span)", |bench| {
+        bench.iter(|| black_box(decode_spans(black_box(&plain))))
+    });
     group.finish();
 }
 

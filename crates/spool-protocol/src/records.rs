@@ -139,11 +139,17 @@ impl<'a> Reader<'a> {
     /// Zigzag varlong of at most 10 bytes.
     #[inline]
     fn varlong(&mut self) -> Option<i64> {
-        // Most varints in a record (its lengths and small deltas) take one byte.
-        let b = *self.buf.get(self.pos)?;
-        if b & 0x80 == 0 {
+        // Most varints in a record (its lengths and deltas) take one or two bytes.
+        let unzigzag = |v: u64| ((v >> 1) as i64) ^ -((v & 1) as i64);
+        let b0 = *self.buf.get(self.pos)?;
+        if b0 & 0x80 == 0 {
             self.pos += 1;
-            return Some(i64::from(b >> 1) ^ -i64::from(b & 1));
+            return Some(unzigzag(u64::from(b0)));
+        }
+        let b1 = *self.buf.get(self.pos + 1)?;
+        if b1 & 0x80 == 0 {
+            self.pos += 2;
+            return Some(unzigzag(u64::from(b0 & 0x7f) | u64::from(b1) << 7));
         }
         self.long_varlong()
     }
