@@ -18,6 +18,7 @@ use kafka_protocol::messages::{ApiKey, ResponseKind};
 use spool_protocol::codec::{self, HeaderPrefix};
 use spool_protocol::error::ProtocolError;
 use spool_protocol::frame;
+use spool_protocol::outbox::Outbox;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -257,7 +258,8 @@ async fn write_answers(
         tokio::time::sleep(SHUTDOWN_WRITE_GRACE).await;
     };
     tokio::pin!(grace);
-    let mut out = BytesMut::new();
+    // Encoded answers, and fetched record batches as they were read: written vectored.
+    let mut out = Outbox::new();
     let mut next = answers.recv().await;
     while let Some(answer) = next.take() {
         // Answers that are ready behind this one go out in the same write; a failure to
@@ -288,7 +290,7 @@ async fn write_answers(
         }
         if !out.is_empty() {
             let written = tokio::select! {
-                written = writer.write_all(&out) => written,
+                written = writer.write_all_buf(&mut out) => written,
                 _ = &mut grace => {
                     debug!(%peer, "shutting down: dropping answers the client is not reading");
                     break;
@@ -298,11 +300,9 @@ async fn write_answers(
                 debug!(%peer, "write failed: {e}");
                 break;
             }
-            if out.capacity() > 2 * READ_CHUNK {
+            if out.encoded_capacity() > 2 * READ_CHUNK {
                 // Do not keep a large answer's buffer for the life of the connection.
-                out = BytesMut::new();
-            } else {
-                out.clear();
+                out = Outbox::new();
             }
         }
         if let Some(e) = closing {
@@ -317,10 +317,10 @@ async fn write_answers(
 }
 
 /// Appends an answer's frame to `out` (nothing for acks=0), first waiting for it if it waits.
-async fn encode(answer: Answer, out: &mut BytesMut) -> Result<(), Closing> {
+async fn encode(answer: Answer, out: &mut Outbox) -> Result<(), Closing> {
     let (api_key, version, correlation_id, mut reply) = match answer {
         Answer::Encoded(bytes) => {
-            out.extend_from_slice(&bytes);
+            out.encoded().extend_from_slice(&bytes);
             return Ok(());
         }
         Answer::Reply {
@@ -334,7 +334,7 @@ async fn encode(answer: Answer, out: &mut BytesMut) -> Result<(), Closing> {
         reply = pending.await;
     }
     match reply {
-        Reply::Response(body) => Ok(codec::encode_response(
+        Reply::Response(body) => Ok(codec::encode_response_to(
             out,
             api_key,
             version,

@@ -8,8 +8,10 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::error::ProtocolError;
+use crate::fetch_frame;
 use crate::frame;
 use crate::guard::{self, GuardLimits};
+use crate::outbox::Outbox;
 
 /// The fixed-position fields at the start of every request header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,23 @@ pub fn encode_response(
     }
     frame::end_frame(out, at);
     Ok(())
+}
+
+/// Appends a whole response frame to `out`, like [`encode_response`], except that a Fetch
+/// answer's record batches are queued as the bytes they were read as, not copied.
+pub fn encode_response_to(
+    out: &mut Outbox,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<(), ProtocolError> {
+    if let ResponseKind::Fetch(fetch) = body {
+        if let Some(done) = fetch_frame::encode(out, version, correlation_id, fetch) {
+            return done;
+        }
+    }
+    encode_response(out.encoded(), api_key, version, correlation_id, body)
 }
 
 /// Appends a whole request frame to `out` (used by clients).

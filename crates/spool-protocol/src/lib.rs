@@ -12,8 +12,10 @@ pub mod codec;
 pub mod compression;
 pub mod embedded;
 pub mod error;
+mod fetch_frame;
 pub mod frame;
 pub mod guard;
+pub mod outbox;
 pub mod records;
 
 pub use kafka_protocol;
