@@ -289,6 +289,8 @@ async fn write_answers(
             }
         }
         if !out.is_empty() {
+            // Do not keep a large answer's buffer for the life of the connection.
+            let grown = out.encoded_len() > 2 * READ_CHUNK;
             let written = tokio::select! {
                 written = writer.write_all_buf(&mut out) => written,
                 _ = &mut grace => {
@@ -300,8 +302,7 @@ async fn write_answers(
                 debug!(%peer, "write failed: {e}");
                 break;
             }
-            if out.encoded_capacity() > 2 * READ_CHUNK {
-                // Do not keep a large answer's buffer for the life of the connection.
+            if grown {
                 out = Outbox::new();
             }
         }
@@ -320,7 +321,7 @@ async fn write_answers(
 async fn encode(answer: Answer, out: &mut Outbox) -> Result<(), Closing> {
     let (api_key, version, correlation_id, mut reply) = match answer {
         Answer::Encoded(bytes) => {
-            out.encoded().extend_from_slice(&bytes);
+            out.push_shared(bytes.freeze());
             return Ok(());
         }
         Answer::Reply {

@@ -140,7 +140,8 @@ pub fn encode_response(
 }
 
 /// Appends a whole response frame to `out`, like [`encode_response`], except that a Fetch
-/// answer's record batches are queued as the bytes they were read as, not copied.
+/// answer's record batches (those of 4 KiB or more, in answers without tagged fields) are
+/// queued as the bytes they were read as, not copied.
 pub fn encode_response_to(
     out: &mut Outbox,
     api_key: ApiKey,

@@ -16,14 +16,16 @@ use kafka_protocol::protocol::Encodable;
 
 use crate::error::ProtocolError;
 use crate::outbox::Outbox;
+use crate::records::put_uvarint;
 
 /// Record bytes below this size are copied into the frame: a piece of their own would cost more
 /// than the copy.
 const SHARE_FROM: usize = 4096;
 
-/// Appends the frame of `body` to `out` with its large record batches shared, not copied.
-/// `None` when the answer has a shape this does not handle (tagged fields beyond the plain
-/// answer, or no batch worth sharing): the caller encodes it whole.
+/// Appends the frame of `body` to `out` with its record batches of [`SHARE_FROM`] bytes or more
+/// shared, not copied. `None` when the answer has a shape this does not handle (a version
+/// outside 4-18, tagged fields beyond the plain answer, no batch worth sharing): the caller
+/// encodes it whole.
 pub(crate) fn encode(
     out: &mut Outbox,
     version: i16,
@@ -136,25 +138,17 @@ fn put_len(
     n: usize,
     version: i16,
 ) -> Result<(), ProtocolError> {
-    let too_long = || codec_err(version, "length over 2^31");
+    let too_long = || codec_err(version, "length too large for its field");
     if flexible {
         let n = u32::try_from(n)
             .ok()
             .and_then(|n| n.checked_add(1))
             .ok_or_else(too_long)?;
-        put_uvarint(buf, n);
+        put_uvarint(buf, u64::from(n));
     } else {
         buf.put_i32(i32::try_from(n).map_err(|_| too_long())?);
     }
     Ok(())
-}
-
-fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
-    while v >= 0x80 {
-        buf.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
 }
 
 /// A non-null string: i16 length, or compact (varint length plus one) in flexible versions.

@@ -16,6 +16,8 @@ pub struct Outbox {
     tail: BytesMut,
     /// Bytes in `parts`.
     parts_len: usize,
+    /// Encoded bytes sealed into `parts` since the outbox was last empty.
+    sealed_encoded: usize,
 }
 
 impl Outbox {
@@ -51,6 +53,7 @@ impl Outbox {
         if !self.tail.is_empty() {
             let encoded = self.tail.split().freeze();
             self.parts_len += encoded.len();
+            self.sealed_encoded += encoded.len();
             self.parts.push_back(encoded);
         }
     }
@@ -65,9 +68,10 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Capacity of the encoding buffer (for callers that drop a grown one).
-    pub fn encoded_capacity(&self) -> usize {
-        self.tail.capacity()
+    /// Encoded bytes queued, not counting shared buffers: about what the encoding buffer grew
+    /// to, for callers that drop a grown one once it is written (it is reused otherwise).
+    pub fn encoded_len(&self) -> usize {
+        self.sealed_encoded + self.tail.len()
     }
 }
 
@@ -88,7 +92,7 @@ impl Buf for Outbox {
             let Some(front) = self.parts.front_mut() else {
                 // `Buf::advance` panics past the end for every implementation; so does this.
                 self.tail.advance(cnt);
-                return;
+                break;
             };
             let n = cnt.min(front.len());
             front.advance(n);
@@ -97,6 +101,9 @@ impl Buf for Outbox {
             if front.is_empty() {
                 self.parts.pop_front();
             }
+        }
+        if self.parts.is_empty() && self.tail.is_empty() {
+            self.sealed_encoded = 0;
         }
     }
 
@@ -144,6 +151,7 @@ mod tests {
     fn pieces_come_out_in_the_order_they_went_in() {
         let out = sample();
         assert_eq!(out.len(), 8);
+        assert_eq!(out.encoded_len(), 3, "ab, f");
         let mut slices = [IoSlice::new(&[]); 8];
         let n = out.chunks_vectored(&mut slices);
         let joined: Vec<u8> = slices[..n].iter().flat_map(|s| s.to_vec()).collect();
@@ -167,6 +175,7 @@ mod tests {
         );
         out.advance(5);
         assert!(out.is_empty());
+        assert_eq!(out.encoded_len(), 0, "counted afresh once written");
         out.encoded().extend_from_slice(b"x");
         assert_eq!(drain(out, 1), b"x");
     }

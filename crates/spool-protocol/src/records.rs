@@ -22,7 +22,7 @@
 //! from borrowed slices into the batch's single buffer, and its length prefix is computed up front
 //! (every field's size is known), so no per-record scratch buffer is needed either.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 
 use crate::batch::{self, BatchError, BatchHeader, Batches, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
 use crate::compression::{self, Compression, CompressionError};
@@ -83,17 +83,22 @@ fn zigzag64(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
+fn unzigzag64(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
 /// Bytes a zigzag varint/varlong takes.
 fn varint_len(v: i64) -> usize {
     uvarint_len(zigzag64(v))
 }
 
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+/// An unsigned varint (protobuf style), as Kafka writes lengths.
+pub(crate) fn put_uvarint(out: &mut impl BufMut, mut v: u64) {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out.put_u8((v as u8) | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.put_u8(v as u8);
 }
 
 fn put_varint(out: &mut Vec<u8>, v: i64) {
@@ -140,16 +145,15 @@ impl<'a> Reader<'a> {
     #[inline]
     fn varlong(&mut self) -> Option<i64> {
         // Most varints in a record (its lengths and deltas) take one or two bytes.
-        let unzigzag = |v: u64| ((v >> 1) as i64) ^ -((v & 1) as i64);
         let b0 = *self.buf.get(self.pos)?;
         if b0 & 0x80 == 0 {
             self.pos += 1;
-            return Some(unzigzag(u64::from(b0)));
+            return Some(unzigzag64(u64::from(b0)));
         }
         let b1 = *self.buf.get(self.pos + 1)?;
         if b1 & 0x80 == 0 {
             self.pos += 2;
-            return Some(unzigzag(u64::from(b0 & 0x7f) | u64::from(b1) << 7));
+            return Some(unzigzag64(u64::from(b0 & 0x7f) | u64::from(b1) << 7));
         }
         self.long_varlong()
     }
@@ -161,7 +165,7 @@ impl<'a> Reader<'a> {
             let b = self.u8()?;
             v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+                return Some(unzigzag64(v));
             }
         }
         None
@@ -483,26 +487,15 @@ impl RecordIter {
         }
     }
 
-    /// The record `span` (from [`RecordIter::next_span`] of this iterator) describes, as owned
-    /// fields sharing this batch's bytes.
+    /// How many records are left to read.
+    pub fn remaining(&self) -> usize {
+        usize::try_from(self.count - self.index).unwrap_or(0)
+    }
+
+    /// The record `span` (from [`RecordIter::next_span`] of this iterator) describes: see
+    /// [`RecordSpan::record`].
     pub fn record(&self, span: &RecordSpan) -> Record {
-        let data = &self.data;
-        let headers = span
-            .headers(data)
-            .map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(k).into_owned(),
-                    v.map(|v| data.slice_ref(v)),
-                )
-            })
-            .collect();
-        Record {
-            offset: span.offset,
-            timestamp: span.timestamp,
-            key: span.key.map(|k| data.slice(k.range())),
-            value: span.value.map(|v| data.slice(v.range())),
-            headers,
-        }
+        span.record(&self.data)
     }
 
     fn parse_one(&mut self) -> Result<RecordSpan, &'static str> {
@@ -556,9 +549,9 @@ impl RecordIter {
                 None => self.base_timestamp.wrapping_add(ts_delta),
             },
             // `decode_batch` refuses sections of 4 GiB or more, so every position fits a u32.
-            key: key.map(Span::from),
-            value: value.map(Span::from),
-            headers: Span::from(headers_start..end),
+            key: key.map(Span::within_u32),
+            value: value.map(Span::within_u32),
+            headers: Span::within_u32(headers_start..end),
             header_count: header_count as u32,
         })
     }
@@ -580,8 +573,9 @@ impl Span {
     }
 }
 
-impl From<std::ops::Range<usize>> for Span {
-    fn from(r: std::ops::Range<usize>) -> Span {
+impl Span {
+    /// For positions already known to fit a u32.
+    fn within_u32(r: std::ops::Range<usize>) -> Span {
         Span {
             start: r.start as u32,
             end: r.end as u32,
@@ -609,6 +603,30 @@ pub struct RecordSpan {
 }
 
 impl RecordSpan {
+    /// The record as owned fields sharing `data`, the records section this span came from
+    /// ([`RecordIter::data`]).
+    ///
+    /// # Panics
+    /// If `data` is not that section: the span's positions may then lie outside it.
+    pub fn record(&self, data: &Bytes) -> Record {
+        let headers = self
+            .headers(data)
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    v.map(|v| data.slice_ref(v)),
+                )
+            })
+            .collect();
+        Record {
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.map(|k| data.slice(k.range())),
+            value: self.value.map(|v| data.slice(v.range())),
+            headers,
+        }
+    }
+
     /// The headers in order, as (key, value) bytes of `data`, the records section this span
     /// came from. Kafka's header keys are UTF-8 strings; the bytes are given as sent.
     pub fn headers<'a>(&self, data: &'a [u8]) -> HeaderIter<'a> {

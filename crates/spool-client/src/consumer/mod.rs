@@ -161,6 +161,8 @@ impl Buffered {
                     }
                     *last = Some(span.offset);
                     let batch = *batch.get_or_insert_with(|| {
+                        // Room for what this batch can still give, once per batch.
+                        out.reserve((records.remaining() + 1).min(max - out.len()));
                         out.add_batch(&self.tp.0, self.tp.1, records.data())
                     });
                     out.push(batch, span);
@@ -519,7 +521,7 @@ impl Consumer {
             return ConsumerRecords::default();
         }
         let max = self.config.max_poll_records.max(1);
-        let mut out = ConsumerRecords::with_capacity(max);
+        let mut out = ConsumerRecords::default();
         while out.len() < max {
             let Some(front) = self.buffer.front_mut() else {
                 break;

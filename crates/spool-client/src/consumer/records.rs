@@ -8,17 +8,13 @@ use spool_protocol::records::RecordSpan;
 
 use super::ConsumerRecord;
 
-/// Entries reserved up front for a poll's records: `max.poll.records` is 500 by default, and a
-/// larger setting should not reserve memory that a poll may never fill.
-const MAX_RESERVED: usize = 4096;
-
 /// The records of one poll, read in place from the fetched batches.
 ///
 /// It holds each batch's bytes once and a small entry per record that says where the record's
 /// fields lie, so a poll costs a few allocations however many records it returns, and reading a
 /// record ([`RecordRef`]) copies and reference-counts nothing. [`ConsumerRecords::to_vec`] makes
 /// owned [`ConsumerRecord`]s, which is what [`Consumer::poll`](super::Consumer::poll) returns.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ConsumerRecords {
     /// The batches (decompressed records sections) the records lie in, in order.
     batches: Vec<Source>,
@@ -26,20 +22,27 @@ pub struct ConsumerRecords {
     records: Vec<(u32, RecordSpan)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Source {
     topic: Arc<str>,
     partition: i32,
     data: Bytes,
 }
 
+impl std::fmt::Debug for ConsumerRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the batches' bytes: they can be megabytes.
+        f.debug_struct("ConsumerRecords")
+            .field("records", &self.records.len())
+            .field("batches", &self.batches.len())
+            .finish()
+    }
+}
+
 impl ConsumerRecords {
-    /// Room for `n` records (at most [`MAX_RESERVED`] reserved).
-    pub(super) fn with_capacity(n: usize) -> ConsumerRecords {
-        ConsumerRecords {
-            batches: Vec::new(),
-            records: Vec::with_capacity(n.min(MAX_RESERVED)),
-        }
+    /// Room for `n` more records.
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.records.reserve(n);
     }
 
     /// Adds a batch's records section (spans of [`RecordIter::next_span`] point into it) and
@@ -71,7 +74,9 @@ impl ConsumerRecords {
         self.records.is_empty()
     }
 
-    /// The records in the order they were fetched (by partition, then offset).
+    /// The records in the order they were taken from the fetched answers: runs of one
+    /// partition, offsets rising within a run (a partition's later answer may follow another
+    /// partition's run).
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             batches: &self.batches,
@@ -95,7 +100,7 @@ impl<'a> IntoIterator for &'a ConsumerRecords {
 }
 
 /// The records of a [`ConsumerRecords`], in order.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Iter<'a> {
     batches: &'a [Source],
     records: std::slice::Iter<'a, (u32, RecordSpan)>,
@@ -128,8 +133,16 @@ impl<'a> Iterator for Iter<'a> {
 
 impl ExactSizeIterator for Iter<'_> {}
 
+impl std::fmt::Debug for Iter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter")
+            .field("remaining", &self.records.len())
+            .finish()
+    }
+}
+
 /// One record of a [`ConsumerRecords`], borrowed from the fetched bytes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RecordRef<'a> {
     /// Topic.
     pub topic: &'a str,
@@ -147,6 +160,21 @@ pub struct RecordRef<'a> {
     span: &'a RecordSpan,
 }
 
+impl std::fmt::Debug for RecordRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The record's own fields, not the whole batch it lies in.
+        f.debug_struct("RecordRef")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("timestamp", &self.timestamp)
+            .field("key", &self.key)
+            .field("value", &self.value)
+            .field("headers", &self.span.header_count)
+            .finish()
+    }
+}
+
 impl<'a> RecordRef<'a> {
     /// The headers in order. Kafka's header keys are UTF-8 strings; invalid bytes are replaced
     /// (as [`ConsumerRecord::headers`] has them).
@@ -158,18 +186,15 @@ impl<'a> RecordRef<'a> {
 
     /// This record as an owned [`ConsumerRecord`] (its key and value share the fetched bytes).
     pub fn to_record(&self) -> ConsumerRecord {
-        let data = &self.source.data;
+        let r = self.span.record(&self.source.data);
         ConsumerRecord {
             topic: self.source.topic.clone(),
             partition: self.partition,
-            offset: self.offset,
-            timestamp: self.timestamp,
-            key: self.span.key.map(|k| data.slice(k.range())),
-            value: self.span.value.map(|v| data.slice(v.range())),
-            headers: self
-                .headers()
-                .map(|(k, v)| (k.into_owned(), v.map(|v| data.slice_ref(v))))
-                .collect(),
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
         }
     }
 }
@@ -206,7 +231,7 @@ mod tests {
 
     #[test]
     fn records_read_in_place_are_the_records_sent() {
-        let mut out = ConsumerRecords::with_capacity(10);
+        let mut out = ConsumerRecords::default();
         assert!(out.is_empty());
         let (t, u): (Arc<str>, Arc<str>) = ("t".into(), "u".into());
         records(
@@ -236,6 +261,9 @@ mod tests {
             ]
         );
         let first = out.iter().next().unwrap();
+        // Debug shows records, not the batches' bytes.
+        assert!(format!("{out:?}").len() < 100, "{out:?}");
+        assert!(format!("{first:?}").contains("offset: 0"), "{first:?}");
         let headers: Vec<_> = first.headers().collect();
         assert_eq!(
             headers,

@@ -745,7 +745,7 @@ fn deliver<'a>(
             .is_none_or(|&(t, p, _)| p != partition || t != topic);
         if run_ends {
             sh.positions
-                .insert((topic.to_string(), partition), offset + 1);
+                .insert((topic.to_string(), partition), offset.saturating_add(1));
         }
     }
     true
