@@ -376,7 +376,7 @@ WORKLOADS = [
     ("p1", f"(a) produce {n_small:,} × 100 B, acks=1, 1 partition", "produce"),
     ("p6", f"(a) produce {n_small:,} × 100 B, acks=1, 6 partitions", "produce"),
     ("all", f"(b) produce {n_big:,} × 1 KiB, acks=all (idempotent producer)", "produce"),
-    ("consume", f"(c) consume the 1-partition topic of (a): {n_small:,} × 100 B from the earliest offset", "consume"),
+    ("consume", f"(c) consume the 1-partition topic ProducerPerformance wrote in (a): {n_small:,} × 100 B in 16 KiB batches, from the earliest offset", "consume"),
     ("lat", f"(d) producer acknowledgement latency at {rate:,} records/s for {e2e_secs} s, 100 B, acks=all", "lat"),
     ("e2e", f"(d) end-to-end latency (produce → consume) at {rate:,} records/s for {e2e_secs} s, 100 B, acks=all", "lat"),
     ("e2e0", f"(d) the same end-to-end run with linger.ms=0 (the producer sends at once)", "lat"),
