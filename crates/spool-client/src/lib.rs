@@ -5,7 +5,7 @@
 //!                      Client (cluster.rs): bootstrap, metadata cache, one connection per broker
 //!                        |
 //!   Producer ------------+------------ Consumer ------------- Admin
-//!   partitioner.rs        |             consumer.rs           admin.rs
+//!   partitioner.rs        |             consumer/             admin.rs
 //!   producer/accumulator  |             Fetch per leader,     CreateTopics, DeleteTopics,
 //!   producer/sender  -> Produce         ListOffsets resets    DescribeConfigs, ListOffsets...
 //!   producer/idempotence  |
@@ -36,14 +36,17 @@
 //!     consumer.seek("orders", p, Offset::Earliest)?;
 //! }
 //! let records = consumer.poll(Duration::from_secs(1)).await?;
+//! // Or read them in place, without an owned struct per record:
+//! for r in &consumer.poll_records(Duration::from_secs(1)).await? {
+//!     println!("{}-{}@{}: {:?}", r.topic, r.partition, r.offset, r.value);
+//! }
 //! # Ok(()) }
 //! ```
 //!
 //! Consumer groups: [`GroupConsumer`] (classic protocol; `range`, `roundrobin`, `sticky` and
 //! `cooperative-sticky` assignors; eager or cooperative rebalancing).
 //!
-//! Not (yet) here: the KIP-848 group protocol, transactions,
-//! SASL/TLS, fetch sessions, splitting batches rejected as too large.
+//! Not (yet) here: the KIP-848 group protocol, transactions, SASL/TLS, fetch sessions.
 
 pub mod admin;
 pub mod admin_groups;
