@@ -8,7 +8,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -114,9 +113,7 @@ impl<'f> BatchWalker<'f> {
 
     /// Reads `len` bytes at the current position into the buffer.
     fn fill(&mut self, len: usize) -> io::Result<()> {
-        self.buf.clear();
-        self.buf.resize(len, 0);
-        self.file.read_exact_at(&mut self.buf, self.pos)?;
+        self.buf = read_exact_at(self.file, len, self.pos)?;
         self.buf_start = self.pos;
         Ok(())
     }
@@ -129,10 +126,42 @@ impl<'f> BatchWalker<'f> {
             let to = (end - self.buf_start) as usize;
             return Ok(Bytes::from(self.buf).slice(from..to));
         }
-        let mut out = vec![0u8; (end - start) as usize];
-        self.file.read_exact_at(&mut out, start)?;
+        let out = read_exact_at(self.file, (end - start) as usize, start)?;
         Ok(Bytes::from(out))
     }
+}
+
+/// `len` bytes of `file` at `pos`. On Linux the buffer is not zeroed before the read: at 1 MiB
+/// per fetch, zeroing cost ~3% of the broker's CPU while consumers read.
+#[cfg(target_os = "linux")]
+fn read_exact_at(file: &File, len: usize, pos: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = pos + buf.len() as u64;
+        // Reads at most the spare capacity; should `with_capacity` have given more than `len`,
+        // the extra is cut off below.
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "failed to fill whole buffer",
+                ))
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_exact_at(file: &File, len: usize, pos: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, pos)?;
+    Ok(buf)
 }
 
 /// Whole batches from the one containing `offset`: the first always whole, the following ones
@@ -218,6 +247,18 @@ mod tests {
     use super::*;
     use spool_protocol::batch::set_base_offset;
     use std::io::Write;
+
+    #[test]
+    fn reads_exactly_the_bytes_asked_for_or_fails_at_the_end() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        let file = f.as_file();
+        assert_eq!(read_exact_at(file, 100_000, 7).unwrap(), &data[7..100_007]);
+        assert_eq!(read_exact_at(file, 0, 5).unwrap(), b"");
+        let err = read_exact_at(file, 10, 199_995).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
 
     /// A file of `n` batches of `records` records each, offsets contiguous from 0.
     fn file_of(n: usize, records: i32, value_len: usize) -> (tempfile::NamedTempFile, Vec<u64>) {
