@@ -506,9 +506,6 @@ async fn read_loop<R: AsyncRead>(read: R, shared: Arc<Shared>, max_frame: usize)
     }
 }
 
-/// Reads one length-prefixed frame. The body buffer grows as bytes arrive, to at most
-/// [`GROWTH`] times what has arrived, so a lying length cannot make us reserve much memory the
-/// broker never sends.
 /// How far a frame's buffer may run ahead of the bytes received: a 1 MiB fetch answer is read
 /// with one reallocation (after the first 64 KiB) instead of four, each copying what came before.
 const GROWTH: usize = 16;
@@ -520,6 +517,9 @@ fn room_to_add(have: usize, len: usize) -> usize {
         .min(have.max(64 * 1024) * (GROWTH - 1))
 }
 
+/// Reads one length-prefixed frame. The body buffer grows as bytes arrive, to at most
+/// [`GROWTH`] times what has arrived, so a lying length cannot make us reserve much memory the
+/// broker never sends.
 async fn read_frame<R: AsyncRead + Unpin>(
     read: &mut R,
     max_frame: usize,

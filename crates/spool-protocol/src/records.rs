@@ -571,9 +571,7 @@ impl Span {
     pub fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
     }
-}
 
-impl Span {
     /// For positions already known to fit a u32.
     fn within_u32(r: std::ops::Range<usize>) -> Span {
         Span {
